@@ -1,0 +1,1 @@
+// MergeEngine module

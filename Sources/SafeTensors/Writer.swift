@@ -1,0 +1,346 @@
+internal import CShims
+import Dispatch
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A tensor to be written: name, dtype, shape.
+public struct TensorSpec: Sendable, Hashable, Codable {
+  public var name: String
+  public var dtype: DType
+  public var shape: [Int]
+
+  public init(name: String, dtype: DType, shape: [Int]) {
+    self.name = name
+    self.dtype = dtype
+    self.shape = shape
+  }
+
+  public var elementCount: Int { shape.reduce(1, *) }
+  public var byteCount: Int { elementCount * dtype.size }
+}
+
+/// What a completed write produced; every hash was computed from the bytes as they were
+/// written, in the same pass.
+public struct WriteResult: Sendable, Codable, Equatable {
+  public var path: String
+  public var size: Int
+  public var headerLength: Int
+  public var sha256: String
+  public var tensorDataSHA256: String
+  /// SHA-256 of each tensor's bytes, by name.
+  public var tensorSHA256: [String: String]
+}
+
+/// The canonical header and tensor order shared by writer and verifier.
+public enum CanonicalLayout {
+  /// The reference order: larger element types first (keeps alignment), then name by bytes.
+  public static func order(_ specs: [TensorSpec]) -> [TensorSpec] {
+    specs.sorted { a, b in
+      if a.dtype.referenceRank != b.dtype.referenceRank { return a.dtype.referenceRank > b.dtype.referenceRank }
+      return Array(a.name.utf8).lexicographicallyPrecedes(Array(b.name.utf8))
+    }
+  }
+
+  /// The header bytes (space-padded to a multiple of 8) and the tensors with their offsets.
+  ///
+  /// Metadata keys are sorted; no timestamps or paths are added, so equal inputs give equal
+  /// bytes.
+  public static func header(for specs: [TensorSpec], metadata: [String: String]) -> (bytes: [UInt8], tensors: [TensorInfo]) {
+    let ordered = order(specs)
+    var out: [UInt8] = [UInt8(ascii: "{")]
+    var first = true
+    if !metadata.isEmpty {
+      out.append(contentsOf: Array("\"__metadata__\":{".utf8))
+      let keys = metadata.keys.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+      for (i, k) in keys.enumerated() {
+        if i > 0 { out.append(UInt8(ascii: ",")) }
+        JSONText.appendQuoted(k, to: &out)
+        out.append(UInt8(ascii: ":"))
+        JSONText.appendQuoted(metadata[k]!, to: &out)
+      }
+      out.append(UInt8(ascii: "}"))
+      first = false
+    }
+    var offset = 0
+    var infos: [TensorInfo] = []
+    infos.reserveCapacity(ordered.count)
+    for s in ordered {
+      if !first { out.append(UInt8(ascii: ",")) }
+      first = false
+      JSONText.appendQuoted(s.name, to: &out)
+      let end = offset + s.byteCount
+      let shape = s.shape.map(String.init).joined(separator: ",")
+      out.append(contentsOf: Array(":{\"dtype\":\"\(s.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}".utf8))
+      infos.append(TensorInfo(name: s.name, dtype: s.dtype, shape: s.shape, begin: offset, end: end))
+      offset = end
+    }
+    out.append(UInt8(ascii: "}"))
+    let pad = (8 - out.count % 8) % 8
+    out.append(contentsOf: [UInt8](repeating: 0x20, count: pad))
+    return (out, infos)
+  }
+}
+
+/// Writes one safetensors file canonically and durably, hashing as it writes.
+///
+/// Tensors must be supplied in `tensors` order (the canonical order), each as one or more
+/// `append` calls whose lengths add up to the tensor's byte count. Bytes go to a temporary
+/// file in the destination folder; hashing and writing happen on a background queue while
+/// the caller computes the next chunk, and writeback starts as data arrives, so the final
+/// `fsync` is short. `finish` renames the file into place only when it is complete; if the
+/// writer is dropped unfinished, the temporary file is removed and nothing is left behind.
+public final class SafeTensorsWriter: @unchecked Sendable {
+  // Sendable: the caller's side (`append`, `finish`) is used from one thread at a time;
+  // state shared with the background queue is guarded by `lock`.
+  public let path: String
+  public let tensors: [TensorInfo]
+  public let headerLength: Int
+  public var totalSize: Int { 8 + headerLength + (tensors.last?.end ?? 0) }
+
+  private let tempPath: String
+  private var fd: Int32
+  private let queue = DispatchQueue(label: "mixlab.safetensors.writer")
+  private let inFlight = DispatchSemaphore(value: 3)
+  private let lock = NSLock()
+  private var failure: String?
+  private var finished = false
+
+  private static let bufferSize = 8 << 20
+  private var buffer: UnsafeMutableRawBufferPointer
+  private var bufferFill = 0
+  private var bufferFileOffset = 0
+  private var freeBuffers: [UnsafeMutableRawBufferPointer] = []
+
+  // Position of the caller in the canonical stream.
+  private var cursorTensor = 0
+  private var cursorInTensor = 0
+
+  // Touched only on `queue`.
+  private var fileHash = StreamingSHA256()
+  private var dataHash = StreamingSHA256()
+  private var tensorHash = StreamingSHA256()
+  private var hashTensor = 0
+  private var hashInTensor = 0
+  private var tensorDigests: [String] = []
+  private var writtenBytes = 0
+  private var lastSyncStart = 0
+
+  /// Creates the temporary file and writes the header.
+  ///
+  /// - Parameters:
+  ///   - path: final location; replaced atomically on `finish`.
+  ///   - specs: the tensors, in any order (they are put in canonical order).
+  ///   - metadata: `__metadata__` entries.
+  /// - Throws: `SafeTensorsError.writeFailed` when the folder is not writable.
+  public init(path: String, specs: [TensorSpec], metadata: [String: String]) throws(SafeTensorsError) {
+    self.path = path
+    let (header, infos) = CanonicalLayout.header(for: specs, metadata: metadata)
+    tensors = infos
+    headerLength = header.count
+    let dir = (path as NSString).deletingLastPathComponent
+    let base = (path as NSString).lastPathComponent
+    tempPath = (dir.isEmpty ? "." : dir) + "/.\(base).mixlab-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    guard fd >= 0 else {
+      throw .writeFailed(path: path, reason: "cannot create a temporary file in \(dir.isEmpty ? "." : dir): \(String(cString: strerror(errno)))")
+    }
+    buffer = .allocate(byteCount: SafeTensorsWriter.bufferSize, alignment: 64)
+    var prefix = [UInt8](repeating: 0, count: 8)
+    withUnsafeBytes(of: UInt64(header.count).littleEndian) { for i in 0..<8 { prefix[i] = $0[i] } }
+    tensorDigests.reserveCapacity(infos.count)
+    // The header goes through the same path as data so the file hash covers it.
+    prefix.withUnsafeBytes { appendRaw($0) }
+    header.withUnsafeBytes { appendRaw($0) }
+    skipEmptyTensors()
+  }
+
+  deinit {
+    if !finished {
+      queue.sync {}
+      if fd >= 0 { close(fd) }
+      unlink(tempPath)
+    }
+    buffer.deallocate()
+    for b in freeBuffers { b.deallocate() }
+  }
+
+  /// The tensor the next `append` belongs to, or nil when all data has been supplied.
+  public var nextTensor: TensorInfo? { cursorTensor < tensors.count ? tensors[cursorTensor] : nil }
+
+  /// Appends bytes of the current tensor (possibly spanning into following tensors).
+  ///
+  /// - Throws: `SafeTensorsError.writerMisuse` when more bytes arrive than the layout
+  ///   holds, or `.writeFailed` when an earlier background write failed.
+  public func append(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError) {
+    if let f = currentFailure() { throw .writeFailed(path: path, reason: f) }
+    var remaining = bytes.count
+    var at = 0
+    while remaining > 0 {
+      guard cursorTensor < tensors.count else {
+        throw .writerMisuse(path: path, reason: "more tensor bytes than the header describes")
+      }
+      let t = tensors[cursorTensor]
+      let n = min(remaining, t.byteCount - cursorInTensor)
+      appendRaw(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
+      at += n
+      remaining -= n
+      cursorInTensor += n
+      if cursorInTensor == t.byteCount {
+        cursorTensor += 1
+        cursorInTensor = 0
+        skipEmptyTensors()
+      }
+    }
+  }
+
+  private func skipEmptyTensors() {
+    while cursorTensor < tensors.count, tensors[cursorTensor].byteCount == 0 { cursorTensor += 1 }
+  }
+
+  private func currentFailure() -> String? {
+    lock.lock()
+    defer { lock.unlock() }
+    return failure
+  }
+
+  private func appendRaw(_ bytes: UnsafeRawBufferPointer) {
+    var at = 0
+    while at < bytes.count {
+      let n = min(bytes.count - at, buffer.count - bufferFill)
+      (buffer.baseAddress! + bufferFill).copyMemory(from: bytes.baseAddress! + at, byteCount: n)
+      bufferFill += n
+      at += n
+      if bufferFill == buffer.count { flushBuffer() }
+    }
+  }
+
+  private func flushBuffer() {
+    guard bufferFill > 0 else { return }
+    let full = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<bufferFill])
+    let owned = buffer
+    let offset = bufferFileOffset
+    bufferFileOffset += bufferFill
+    bufferFill = 0
+    inFlight.wait()
+    lock.lock()
+    buffer = freeBuffers.popLast() ?? .allocate(byteCount: SafeTensorsWriter.bufferSize, alignment: 64)
+    lock.unlock()
+    let handoff = UncheckedSendable((UnsafeRawBufferPointer(full), owned))
+    queue.async { [self] in
+      // The buffer is owned by this job until it goes back on the free list.
+      let (chunk, owned) = handoff.value
+      self.consume(chunk, fileOffset: offset)
+      self.lock.lock()
+      self.freeBuffers.append(owned)
+      self.lock.unlock()
+      self.inFlight.signal()
+    }
+  }
+
+  /// Runs on `queue`: hashes and writes one buffer.
+  private func consume(_ chunk: UnsafeRawBufferPointer, fileOffset: Int) {
+    if currentFailure() != nil { return }
+    let dataStart = 8 + headerLength
+    // Whole-file hash on one thread, data and per-tensor hashes on another.
+    let shared = UncheckedSendable(chunk)
+    DispatchQueue.concurrentPerform(iterations: 2) { part in
+      let chunk = shared.value
+      if part == 0 {
+        fileHash.update(chunk)
+      } else {
+        let skip = max(0, dataStart - fileOffset)
+        if skip < chunk.count { hashData(UnsafeRawBufferPointer(rebasing: chunk[skip...])) }
+      }
+    }
+    var written = 0
+    while written < chunk.count {
+      let r = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+      if r < 0 {
+        if errno == EINTR { continue }
+        let reason = errno == ENOSPC ? "the disk is full" : String(cString: strerror(errno))
+        lock.lock()
+        failure = failure ?? reason
+        lock.unlock()
+        return
+      }
+      written += r
+    }
+    writtenBytes = fileOffset + chunk.count
+    // Start writeback of what has accumulated so the final fsync has little left to do.
+    if writtenBytes - lastSyncStart >= 64 << 20 {
+      _ = mixlab_start_writeback(fd, Int64(lastSyncStart), Int64(writtenBytes - lastSyncStart))
+      lastSyncStart = writtenBytes
+    }
+  }
+
+  private func hashData(_ bytes: UnsafeRawBufferPointer) {
+    dataHash.update(bytes)
+    var at = 0
+    while at < bytes.count {
+      while hashTensor < tensors.count, tensors[hashTensor].byteCount == hashInTensor {
+        tensorDigests.append(tensorHash.finalizeHex())
+        tensorHash = StreamingSHA256()
+        hashTensor += 1
+        hashInTensor = 0
+      }
+      guard hashTensor < tensors.count else { return }
+      let n = min(bytes.count - at, tensors[hashTensor].byteCount - hashInTensor)
+      tensorHash.update(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
+      at += n
+      hashInTensor += n
+    }
+  }
+
+  /// Flushes, verifies that every tensor was supplied, fsyncs, renames into place and
+  /// fsyncs the folder.
+  ///
+  /// - Returns: sizes and hashes of the file as written.
+  /// - Throws: `SafeTensorsError.writeFailed` (the temporary file is removed) or
+  ///   `.writerMisuse` when tensors are missing.
+  @discardableResult
+  public func finish() throws(SafeTensorsError) -> WriteResult {
+    guard cursorTensor == tensors.count else {
+      throw .writerMisuse(path: path, reason: "finished before tensor \"\(tensors[cursorTensor].name)\" was complete")
+    }
+    flushBuffer()
+    queue.sync {}
+    // Close out per-tensor digests (trailing tensors, including empty ones).
+    while hashTensor < tensors.count {
+      if tensors[hashTensor].byteCount == hashInTensor {
+        tensorDigests.append(tensorHash.finalizeHex())
+        tensorHash = StreamingSHA256()
+        hashTensor += 1
+        hashInTensor = 0
+      } else {
+        break
+      }
+    }
+    if let f = currentFailure() { throw .writeFailed(path: path, reason: f) }
+    if fdatasync(fd) != 0 { throw .writeFailed(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
+    close(fd)
+    fd = -1
+    if rename(tempPath, path) != 0 {
+      throw .writeFailed(path: path, reason: "rename into place: \(String(cString: strerror(errno)))")
+    }
+    finished = true
+    SafeTensorsWriter.syncDirectory(of: path)
+    var digests: [String: String] = [:]
+    for (t, d) in zip(tensors, tensorDigests) { digests[t.name] = d }
+    return WriteResult(
+      path: path, size: totalSize, headerLength: headerLength, sha256: fileHash.finalizeHex(),
+      tensorDataSHA256: dataHash.finalizeHex(), tensorSHA256: digests)
+  }
+
+  /// fsyncs the folder holding `path` so a rename survives a power loss.
+  public static func syncDirectory(of path: String) {
+    let dir = (path as NSString).deletingLastPathComponent
+    let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 {
+      _ = fsync(dfd)
+      close(dfd)
+    }
+  }
+}
