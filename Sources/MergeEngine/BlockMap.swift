@@ -1,0 +1,80 @@
+import Architectures
+
+/// Where `time_embed` (and SDXL's `label_emb`) count for block weights; tools disagree:
+/// supermerger puts them in BASE, sd-mecha's block configs in IN00.
+public enum TimeEmbedPlacement: String, Sendable, Codable, CaseIterable {
+  case base
+  case in00
+}
+
+/// Maps checkpoint keys to the merge blocks users weight ("MBW"): BASE, IN00…, M00, OUT00…,
+/// VAE for Stable Diffusion; layer positions for LLMs. The tables are data: the prefix rules
+/// below, in order, first match wins.
+public struct BlockMap: Sendable {
+  public var architecture: Architecture
+  public var timeEmbed: TimeEmbedPlacement
+
+  public init(architecture: Architecture, timeEmbed: TimeEmbedPlacement = .base) {
+    self.architecture = architecture
+    self.timeEmbed = timeEmbed
+  }
+
+  /// Input and output block counts of the UNet.
+  public var unetBlocks: Int { architecture == .sdxl ? 9 : 12 }
+
+  /// Every block name of this architecture, in the order of a block-weight list.
+  public var blockNames: [String] {
+    switch architecture {
+    case .sd1, .sd2, .sdxl:
+      let n = unetBlocks
+      return ["BASE"] + (0..<n).map { "IN" + two($0) } + ["M00"] + (0..<n).map { "OUT" + two($0) } + ["VAE"]
+    case .llama:
+      return ["BASE"]
+    case .unknown:
+      return ["BASE"]
+    }
+  }
+
+  /// The block of `key`. Text encoders, scheduler buffers, EMA and anything outside the UNet
+  /// and VAE count as BASE; the final `out.` layers of the UNet count as the last OUT block
+  /// (as in supermerger).
+  public func block(of key: String) -> String {
+    switch architecture {
+    case .sd1, .sd2, .sdxl:
+      let p = "model.diffusion_model."
+      if key.hasPrefix(p + "input_blocks."), let i = leadingInt(key.dropFirst((p + "input_blocks.").count)) {
+        return "IN" + two(i)
+      }
+      if key.hasPrefix(p + "middle_block.") { return "M00" }
+      if key.hasPrefix(p + "output_blocks."), let i = leadingInt(key.dropFirst((p + "output_blocks.").count)) {
+        return "OUT" + two(i)
+      }
+      if key.hasPrefix(p + "time_embed.") || key.hasPrefix(p + "label_emb.") {
+        return timeEmbed == .base ? "BASE" : "IN00"
+      }
+      if key.hasPrefix(p + "out.") { return "OUT" + two(unetBlocks - 1) }
+      if key.hasPrefix("first_stage_model.") { return "VAE" }
+      return "BASE"
+    default:
+      return "BASE"
+    }
+  }
+
+  /// Position of `key` along the depth of an LLM in [0, 1]: layer i of L is i/(L−1);
+  /// embeddings count as 0, the final norm and LM head as 1; nil for keys of no layer.
+  public func layerPosition(of key: String, layerCount: Int) -> Double? {
+    if let r = key.range(of: "layers."), let i = leadingInt(key[r.upperBound...]) {
+      return layerCount > 1 ? Double(i) / Double(layerCount - 1) : 0
+    }
+    if key.hasPrefix("model.embed_tokens.") { return 0 }
+    if key.hasPrefix("model.norm.") || key.hasPrefix("lm_head.") { return 1 }
+    return nil
+  }
+
+  func two(_ i: Int) -> String { i < 10 ? "0\(i)" : "\(i)" }
+
+  func leadingInt(_ s: Substring) -> Int? {
+    let digits = s.prefix { $0.isASCII && $0.isNumber }
+    return digits.isEmpty ? nil : Int(digits)
+  }
+}

@@ -1,0 +1,48 @@
+import SafeTensors
+
+/// The compute precisions: `Float` (default) and `Double` (the "E2E FP64" workflow).
+public protocol ComputeScalar: BinaryFloatingPoint, Sendable {
+  /// Decodes stored elements into this precision.
+  static func decode(_ dtype: DType, _ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Self>)
+  /// Encodes values of this precision as `dtype`, rounding once.
+  static func encode(_ src: UnsafePointer<Self>, count: Int, as dtype: DType, into dst: UnsafeMutableRawPointer)
+  /// The magnitude's bit pattern, zero-extended: ordering keys equals ordering magnitudes.
+  var magnitudeKey: UInt64 { get }
+  /// Significant bits of `magnitudeKey` (31 for Float, 63 for Double).
+  static var keyBits: Int { get }
+  init(_ d: Double)
+  var double: Double { get }
+}
+
+extension Float: ComputeScalar {
+  @inline(__always)
+  public static func decode(_ dtype: DType, _ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Float>) {
+    Codec.decode(dtype, src, count: count, into: dst)
+  }
+  @inline(__always)
+  public static func encode(_ src: UnsafePointer<Float>, count: Int, as dtype: DType, into dst: UnsafeMutableRawPointer) {
+    Codec.encode(src, count: count, as: dtype, into: dst)
+  }
+  @inline(__always) public var magnitudeKey: UInt64 { UInt64(bitPattern & 0x7FFF_FFFF) }
+  public static var keyBits: Int { 31 }
+  @inline(__always) public var double: Double { Double(self) }
+}
+
+extension Double: ComputeScalar {
+  @inline(__always)
+  public static func decode(_ dtype: DType, _ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Double>) {
+    Codec.decode(dtype, src, count: count, into: dst)
+  }
+  @inline(__always)
+  public static func encode(_ src: UnsafePointer<Double>, count: Int, as dtype: DType, into dst: UnsafeMutableRawPointer) {
+    Codec.encode(src, count: count, as: dtype, into: dst)
+  }
+  @inline(__always) public var magnitudeKey: UInt64 { bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
+  public static var keyBits: Int { 63 }
+  @inline(__always) public var double: Double { self }
+}
+
+/// Compute precision named in recipes and records.
+public enum ComputeType: String, Sendable, Codable, CaseIterable {
+  case f32, f64
+}

@@ -1,0 +1,367 @@
+import Dispatch
+import Foundation
+import SafeTensors
+
+/// Where the merged checkpoint goes.
+public enum OutputTarget: Sendable {
+  /// One .safetensors file.
+  case file(String)
+  /// A folder of `model-0000i-of-0000n.safetensors` shards plus `model.safetensors.index.json`.
+  case sharded(folder: String, maxShardBytes: Int)
+}
+
+/// Knobs that change speed and memory, never the output bytes.
+public struct ExecutionOptions: Sendable {
+  public var threads: Int
+  public var memoryBudget: Int
+  public var progress: (@Sendable (_ doneBytes: Int, _ totalBytes: Int, _ key: String) -> Void)?
+
+  public init(threads: Int = 0, memoryBudget: Int = 1 << 30, progress: (@Sendable (Int, Int, String) -> Void)? = nil) {
+    self.threads = threads
+    self.memoryBudget = memoryBudget
+    self.progress = progress
+  }
+
+  var workerCount: Int { threads > 0 ? threads : ProcessInfo.processInfo.activeProcessorCount }
+}
+
+/// What the merge produced.
+public struct MergeOutcome: Sendable {
+  public var files: [WriteResult]
+  /// SHA-256 of the output: the file's, or for shards the combined digest.
+  public var sha256: String
+  public var tensorDataSHA256: String
+  public var tensorSHA256: [String: String]
+  public var size: Int
+  public var seconds: Double
+}
+
+/// Runs a plan: tensor by tensor in canonical order; within a tensor, statistics passes and
+/// the final pass stream over groups of whole rows in batches sized to the memory budget,
+/// workers take groups, and the output goes to the canonical writer in order.
+public enum Executor {
+  public static func run(
+    _ plan: MergePlan, inputs: [Checkpoint], to target: OutputTarget, options: ExecutionOptions = ExecutionOptions()
+  ) throws -> MergeOutcome {
+    let start = Date()
+    let specs = plan.outputSpecs
+    var shards: [[TensorSpec]]
+    let files: [String]
+    switch target {
+    case .file(let path):
+      shards = [specs]
+      files = [path]
+    case .sharded(let folder, let maxBytes):
+      shards = Sharding.plan(specs, maxShardBytes: maxBytes)
+      try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+      files = shards.indices.map { folder + "/" + Sharding.shardName($0, of: shards.count) }
+    }
+    let byName = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.spec.name, $0) })
+    let total = plan.outputBytes
+    var done = 0
+    var results: [WriteResult] = []
+    for (s, group) in shards.enumerated() {
+      let writer = try SafeTensorsWriter(path: files[s], specs: group, metadata: plan.metadata)
+      for info in writer.tensors {
+        let t = byName[info.name]!
+        let before = done
+        try runTensor(t, info: info, plan: plan, inputs: inputs, writer: writer, options: options) { bytes in
+          options.progress?(before + bytes, total, info.name)
+        }
+        done += info.byteCount
+        options.progress?(done, total, info.name)
+      }
+      results.append(try writer.finish())
+    }
+    var hashes: [String: String] = [:]
+    for r in results { hashes.merge(r.tensorSHA256) { a, _ in a } }
+    let sha: String
+    let dataSHA: String
+    if case .sharded(let folder, _) = target {
+      var weightMap: [String: String] = [:]
+      for (s, g) in shards.enumerated() { for t in g { weightMap[t.name] = (files[s] as NSString).lastPathComponent } }
+      let index = Sharding.indexJSON(weightMap: weightMap, totalSize: total)
+      try Data(index).write(to: URL(fileURLWithPath: folder + "/model.safetensors.index.json"), options: .atomic)
+      func combine(_ f: (WriteResult) -> String) -> String {
+        let lines = results.map { "\(f($0))  \(($0.path as NSString).lastPathComponent)\n" }.sorted { $0.split(separator: " ").last! < $1.split(separator: " ").last! }
+        return Digest.sha256(lines.joined())
+      }
+      sha = combine { $0.sha256 }
+      dataSHA = combine { $0.tensorDataSHA256 }
+    } else {
+      sha = results[0].sha256
+      dataSHA = results[0].tensorDataSHA256
+    }
+    return MergeOutcome(
+      files: results, sha256: sha, tensorDataSHA256: dataSHA, tensorSHA256: hashes, size: results.reduce(0) { $0 + $1.size },
+      seconds: Date().timeIntervalSince(start))
+  }
+
+  static func runTensor(
+    _ t: PlannedTensor, info: TensorInfo, plan: MergePlan, inputs: [Checkpoint], writer: SafeTensorsWriter,
+    options: ExecutionOptions, progress: (Int) -> Void
+  ) throws {
+    switch t.source {
+    case .copy(let i, let key, let sanitize):
+      try copy(input: inputs[i], key: key, sanitize: sanitize, to: info, writer: writer, options: options)
+    case .compute(let program):
+      switch plan.computeType {
+      case .f32:
+        var r = TensorRun<Float>(program: program, info: info, inputs: inputs, options: options)
+        try r.run(writer: writer, progress: progress)
+      case .f64:
+        var r = TensorRun<Double>(program: program, info: info, inputs: inputs, options: options)
+        try r.run(writer: writer, progress: progress)
+      }
+    }
+  }
+
+  /// Copies a tensor, converting float dtypes (via `Double` when the source is f64, so it is
+  /// rounded once) and never touching integer tensors' bytes.
+  static func copy(
+    input: Checkpoint, key: String, sanitize: Bool, to out: TensorInfo, writer: SafeTensorsWriter, options: ExecutionOptions
+  ) throws {
+    guard let e = input.entry(key) else { throw MergeError.io("\(input.path): tensor \(key) disappeared") }
+    let file = input.file(of: e)
+    let src = e.info
+    let chunk = 1 << 20
+    if src.dtype == out.dtype && !sanitize {
+      var at = 0
+      while at < src.elementCount {
+        let n = min(chunk, src.elementCount - at)
+        try file.withBytes(of: src, elements: at..<(at + n)) { try writer.append($0) }
+        file.file.release(file.fileRange(of: src))
+        at += n
+      }
+      return
+    }
+    let wide = src.dtype == .f64 || out.dtype == .f64
+    let outBytes = UnsafeMutableRawPointer.allocate(byteCount: chunk * out.dtype.size, alignment: 64)
+    defer { outBytes.deallocate() }
+    var at = 0
+    while at < src.elementCount {
+      let n = min(chunk, src.elementCount - at)
+      if wide {
+        try withUnsafeTemporaryAllocation(of: Double.self, capacity: n) { buf in
+          file.read(src, elements: at..<(at + n), into: buf.baseAddress!)
+          if sanitize { for j in 0..<n where !buf[j].isFinite { buf[j] = 0 } }
+          Codec.encode(buf.baseAddress!, count: n, as: out.dtype, into: outBytes)
+          try writer.append(UnsafeRawBufferPointer(start: outBytes, count: n * out.dtype.size))
+        }
+      } else {
+        try withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { buf in
+          file.read(src, elements: at..<(at + n), into: buf.baseAddress!)
+          if sanitize { for j in 0..<n where !buf[j].isFinite { buf[j] = 0 } }
+          Codec.encode(buf.baseAddress!, count: n, as: out.dtype, into: outBytes)
+          try writer.append(UnsafeRawBufferPointer(start: outBytes, count: n * out.dtype.size))
+        }
+      }
+      at += n
+    }
+    file.file.release(file.fileRange(of: src))
+  }
+}
+
+/// One computed tensor in compute precision `T`.
+struct TensorRun<T: ComputeScalar> {
+  let program: Program
+  let info: TensorInfo
+  let inputs: [Checkpoint]
+  let options: ExecutionOptions
+  let leafFiles: [SafeTensorsFile]
+  let leafInfos: [TensorInfo]
+  var kernels: [any Kernel<T>]
+  let rows: Int
+  let rowLength: Int
+  let groupRows: Int
+  let groupCount: Int
+
+  init(program: Program, info: TensorInfo, inputs: [Checkpoint], options: ExecutionOptions) {
+    self.program = program
+    self.info = info
+    self.inputs = inputs
+    self.options = options
+    var files: [SafeTensorsFile] = []
+    var infos: [TensorInfo] = []
+    for leaf in program.leaves {
+      let e = inputs[leaf.input].entry(leaf.key)!
+      files.append(inputs[leaf.input].file(of: e))
+      infos.append(e.info)
+    }
+    leafFiles = files
+    leafInfos = infos
+    let count = info.elementCount
+    rows = info.shape.count >= 2 ? info.shape[0] : 1
+    rowLength = rows > 0 ? max(1, count / max(rows, 1)) : 1
+    kernels = program.steps.map { step in
+      TensorRun.makeKernel(step.method, key: info.name, operands: step.operands.count, hasBase: step.base != nil, elementCount: count)
+    }
+    let whole = kernels.contains { $0.wholeTensor }
+    groupRows = whole ? max(rows, 1) : max(1, Engine.groupElements / rowLength)
+    groupCount = count == 0 ? 0 : (rows + groupRows - 1) / groupRows
+  }
+
+  static func makeKernel(_ m: ResolvedMethod, key: String, operands: Int, hasBase: Bool, elementCount: Int) -> any Kernel<T> {
+    switch m {
+    case .linear(let form): return LinearKernel<T>(form: form)
+    case .gram(let solver): return GramKernel<T>(solver: solver, key: key, count: operands, hasBase: hasBase)
+    case .task(let config): return TaskMergeKernel<T>(config: config, key: key, models: operands, elementCount: elementCount)
+    }
+  }
+
+  func group(_ g: Int) -> Group {
+    let r0 = g * groupRows
+    let r1 = min(rows, r0 + groupRows)
+    return Group(index: g, elementStart: r0 * rowLength, count: (r1 - r0) * rowLength, rowStart: r0, rowLength: rowLength)
+  }
+
+  var maxGroupElements: Int { min(info.elementCount, groupRows * rowLength) }
+
+  /// Groups per batch: bounded by the budget after the workers' scratch.
+  func batchSize(workers: Int) -> Int {
+    let g = maxGroupElements
+    let scratchPerWorker = (program.leaves.count + program.steps.count * 3 + 4) * g * MemoryLayout<T>.stride
+    let perGroup = g * (info.dtype.size + leafInfos.reduce(0) { $0 + $1.dtype.size }) + g * MemoryLayout<T>.stride
+    let avail = options.memoryBudget - workers * scratchPerWorker
+    return max(workers, min(groupCount, max(1, avail / max(perGroup, 1))))
+  }
+
+  mutating func run(writer: SafeTensorsWriter, progress: (Int) -> Void) throws {
+    guard groupCount > 0 else { return }
+    let workers = max(1, min(options.workerCount, groupCount))
+    let batch = batchSize(workers: workers)
+    // Statistics passes, step by step.
+    for s in kernels.indices {
+      for pass in 0..<kernels[s].passCount where kernels[s].wantsPass(pass) {
+        try statisticsPass(step: s, pass: pass, workers: workers, batch: batch)
+      }
+    }
+    // Final pass.
+    let outSize = info.dtype.size
+    let outBuffer = UnsafeMutableRawPointer.allocate(byteCount: batch * maxGroupElements * outSize, alignment: 64)
+    defer { outBuffer.deallocate() }
+    var g0 = 0
+    var bytesDone = 0
+    while g0 < groupCount {
+      let g1 = min(groupCount, g0 + batch)
+      let firstElement = group(g0).elementStart
+      let shared = UncheckedSendable((self, outBuffer))
+      let start = g0
+      DispatchQueue.concurrentPerform(iterations: workers) { w in
+        let (run, out) = shared.value
+        run.withScratch { scratch in
+          var g = start + w
+          while g < g1 {
+            let grp = run.group(g)
+            let result = run.evaluate(grp, upTo: run.kernels.count, scratch: scratch)
+            T.encode(result, count: grp.count, as: run.info.dtype, into: out + (grp.elementStart - firstElement) * outSize)
+            g += workers
+          }
+        }
+      }
+      let last = group(g1 - 1)
+      let bytes = (last.elementStart + last.count - firstElement) * outSize
+      try writer.append(UnsafeRawBufferPointer(start: outBuffer, count: bytes))
+      release(elements: firstElement..<(last.elementStart + last.count))
+      bytesDone += bytes
+      progress(bytesDone)
+      g0 = g1
+    }
+  }
+
+  mutating func statisticsPass(step s: Int, pass: Int, workers: Int, batch: Int) throws {
+    let (ordered, counters) = kernels[s].slots(pass: pass)
+    let orderedBuf = UnsafeMutablePointer<Double>.allocate(capacity: max(1, batch * ordered))
+    defer { orderedBuf.deallocate() }
+    let counterBuf = UnsafeMutablePointer<UInt32>.allocate(capacity: max(1, workers * counters))
+    defer { counterBuf.deallocate() }
+    counterBuf.initialize(repeating: 0, count: max(1, workers * counters))
+    var g0 = 0
+    while g0 < groupCount {
+      let g1 = min(groupCount, g0 + batch)
+      let shared = UncheckedSendable((self, orderedBuf, counterBuf))
+      let start = g0
+      DispatchQueue.concurrentPerform(iterations: workers) { w in
+        let (run, ord, cnt) = shared.value
+        run.withScratch { scratch in
+          var g = start + w
+          while g < g1 {
+            let grp = run.group(g)
+            _ = run.evaluate(grp, upTo: s, scratch: scratch)
+            let ops = run.operands(of: s, scratch: scratch)
+            run.kernels[s].partial(
+              pass: pass, group: grp, operands: ops, ordered: ord + (g - start) * ordered, counters: cnt + w * counters)
+            g += workers
+          }
+        }
+      }
+      for g in g0..<g1 { kernels[s].combine(pass: pass, group: group(g), ordered: orderedBuf + (g - g0) * ordered) }
+      let first = group(g0).elementStart
+      let last = group(g1 - 1)
+      release(elements: first..<(last.elementStart + last.count))
+      g0 = g1
+    }
+    if counters > 0 {
+      for w in 1..<workers {
+        let src = counterBuf + w * counters
+        for j in 0..<counters { counterBuf[j] &+= src[j] }
+      }
+    }
+    try kernels[s].endPass(pass, counters: counterBuf)
+  }
+
+  /// Per-worker buffers: one per leaf and one per step, each a group long.
+  func withScratch(_ body: (UnsafeMutablePointer<T>) -> Void) {
+    let g = maxGroupElements
+    let n = (program.leaves.count + program.steps.count) * g
+    let p = UnsafeMutablePointer<T>.allocate(capacity: max(1, n))
+    defer { p.deallocate() }
+    body(p)
+  }
+
+  func buffer(_ slot: Slot, scratch: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
+    let g = maxGroupElements
+    switch slot {
+    case .leaf(let l): return scratch + l * g
+    case .step(let s): return scratch + (program.leaves.count + s) * g
+    }
+  }
+
+  func operands(of s: Int, scratch: UnsafeMutablePointer<T>) -> Operands<T> {
+    let step = program.steps[s]
+    return Operands(
+      values: step.operands.map { UnsafePointer(buffer($0, scratch: scratch)) },
+      base: step.base.map { UnsafePointer(buffer($0, scratch: scratch)) })
+  }
+
+  /// Decodes the leaves of a group and applies steps before `upTo`; returns the last
+  /// evaluated step's buffer (the result when `upTo` is the step count).
+  func evaluate(_ grp: Group, upTo: Int, scratch: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
+    let range = grp.elementStart..<(grp.elementStart + grp.count)
+    for (l, leaf) in program.leaves.enumerated() {
+      let dst = buffer(.leaf(l), scratch: scratch)
+      leafFiles[l].withBytes(of: leafInfos[l], elements: range) { raw in
+        T.decode(leafInfos[l].dtype, raw.baseAddress!, count: grp.count, into: dst)
+      }
+      if leaf.sanitize {
+        for e in 0..<grp.count where !dst[e].isFinite { dst[e] = 0 }
+      }
+    }
+    var last = buffer(.leaf(0), scratch: scratch)
+    for s in 0..<upTo {
+      let out = buffer(.step(s), scratch: scratch)
+      kernels[s].apply(group: grp, operands: operands(of: s, scratch: scratch), into: out)
+      last = out
+    }
+    return last
+  }
+
+  func release(elements: Range<Int>) {
+    for (l, file) in leafFiles.enumerated() {
+      let t = leafInfos[l]
+      let lo = file.dataStart + t.begin + elements.lowerBound * t.dtype.size
+      let hi = file.dataStart + t.begin + elements.upperBound * t.dtype.size
+      file.file.release(lo..<hi)
+    }
+  }
+}

@@ -1,0 +1,76 @@
+/// Exact rank selection by magnitude over a whole tensor, streamed: radix passes over the
+/// magnitude bit patterns (16 bits per pass) find the key at a given descending rank; ties at
+/// that key are ordered by element index, so "keep exactly k" is well defined and independent
+/// of chunking.
+struct RankBoundary: Sendable {
+  /// Descending rank r (0 = largest magnitude) this boundary cuts at.
+  var rank: Int
+  /// Upper boundary: keep ranks < r. Lower boundary: keep ranks ≥ r.
+  var isUpper: Bool
+  /// Keep every element whose key equals the boundary key (sd-mecha's inclusive threshold).
+  var inclusive: Bool
+
+  var prefix: UInt64 = 0
+  var remaining: Int
+  var above = 0
+  var key: UInt64 = 0
+  var equalCount = 0
+
+  init(rank: Int, isUpper: Bool, inclusive: Bool = false) {
+    self.rank = rank
+    self.isUpper = isUpper
+    self.inclusive = inclusive
+    remaining = rank
+  }
+
+  /// How many elements equal to `key` have rank < r.
+  var tieCut: Int { rank - above }
+
+  /// True when deciding an element equal to `key` needs its position among equal keys.
+  var needsTiePositions: Bool { !inclusive && tieCut > 0 && tieCut < equalCount }
+
+  /// Chooses the bucket of the current digit from a histogram (descending), narrowing the
+  /// prefix.
+  mutating func select(histogram h: UnsafePointer<UInt32>, last: Bool) {
+    var cum = 0
+    var bucket = 65535
+    while bucket >= 0 {
+      let c = Int(h[bucket])
+      if remaining < cum + c {
+        prefix = prefix << 16 | UInt64(bucket)
+        above += cum
+        remaining -= cum
+        if last {
+          key = prefix
+          equalCount = c
+        }
+        return
+      }
+      cum += c
+      bucket -= 1
+    }
+    // Rank beyond the element count (cannot happen for ranks < count); keep state consistent.
+    prefix = prefix << 16
+    if last { key = prefix }
+  }
+
+  /// Whether an element with `k` and tie position `j` (0-based among elements equal to the
+  /// boundary key, in element order) is on the kept side of this boundary.
+  @inline(__always)
+  func keeps(_ k: UInt64, tiePosition j: Int) -> Bool {
+    if isUpper {
+      if k > key { return true }
+      if k < key { return false }
+      return inclusive || j < tieCut
+    } else {
+      if k > key { return false }
+      if k < key { return true }
+      return j >= tieCut
+    }
+  }
+}
+
+enum Radix {
+  /// Number of 16-bit digits for a compute type's magnitude keys.
+  static func digits(keyBits: Int) -> Int { (keyBits + 15) / 16 }
+}

@@ -1,0 +1,525 @@
+import Architectures
+
+/// Configuration of the task-vector kernel (see `TaskMergeKernel`).
+public struct TaskConfig: Equatable, Sendable {
+  public enum Drop: Equatable, Sendable {
+    case none
+    /// Drop each entry with probability p.
+    case bernoulli(p: Double)
+    /// Keep probability (density − ε) + 2ε·rank/(L−1) from the magnitude rank in the row
+    /// (or whole tensor).
+    case della(density: Double, epsilon: Double, wholeTensor: Bool)
+  }
+  public enum Rescale: Equatable, Sendable {
+    case none
+    /// Divide kept entries by their keep probability.
+    case inverse
+    /// Scale each model's dropped delta to the L1 norm it had before dropping (mergekit).
+    case l1
+  }
+  public enum Trim: Equatable, Sendable {
+    case none
+    /// Keep the top `density` fraction by magnitude: exactly ⌊density·n⌋ entries, ties by
+    /// element index (mergekit), or everything at least the ⌈(1−density)·n⌉-th smallest
+    /// magnitude (sd-mecha's inclusive threshold).
+    case topK(density: Double, inclusive: Bool)
+    /// Drop the top γ fraction, keep the next `density` fraction (breadcrumbs).
+    case band(gamma: Double, density: Double)
+  }
+  public enum Consensus: Equatable, Sendable {
+    case none
+    /// Elected sign = sign of Σ wᵢτᵢ (TIES paper, mergekit "sum").
+    case magnitudeSum
+    /// Elected sign = sign of Σ sign(wᵢτᵢ) (sd-mecha's vote_sgn, "TIES-SOUP"; mergekit "count").
+    case signCount
+  }
+  public enum Combine: Equatable, Sendable {
+    /// Σ wᵢτᵢ over agreeing models.
+    case sum
+    /// Σ wᵢτᵢ / Σ wᵢ over agreeing models (byCount: divide by their number instead).
+    case mean(byCount: Bool)
+    /// Weiszfeld geometric median of the (filtered) deltas.
+    case geometricMedian(eps: Double, maxIter: Int, ftol: Double)
+    /// Model stock: t·(Σ filtered τᵢ)/count with t from the cosines of the deltas.
+    case modelStock(consecutive: Bool, eps: Double, perRow: Bool)
+  }
+  public var weights: [Double]
+  public var lambda: Double = 1
+  public var drop: Drop = .none
+  public var rescale: Rescale = .none
+  public var trim: Trim = .none
+  public var consensus: Consensus = .none
+  public var combine: Combine = .sum
+  public var seed: UInt64 = 0
+
+  public init(weights: [Double]) { self.weights = weights }
+}
+
+
+/// The task-vector family in one configurable kernel: per model the delta τᵢ = xᵢ − base is
+/// (1) randomly dropped (DARE's Bernoulli or DELLA's rank-based probabilities) and rescaled,
+/// (2) trimmed by magnitude rank (TIES's top-k, breadcrumbs' band), then (3) signs are elected
+/// and disagreeing entries masked, and (4) the survivors are combined (sum, mean by weight or
+/// by count, geometric median, or model stock), scaled by λ and added to the base.
+/// task_arithmetic, ties, dare, della, breadcrumbs, model_stock, geometric_median and the
+/// presets TIES-SOUP, TSD, TGMD and DGMLA are configurations of it (docs/methods.md).
+struct TaskMergeKernel<T: ComputeScalar>: Kernel {
+  typealias Config = TaskConfig
+  typealias Drop = TaskConfig.Drop
+  typealias Rescale = TaskConfig.Rescale
+  typealias Trim = TaskConfig.Trim
+  typealias Consensus = TaskConfig.Consensus
+  typealias Combine = TaskConfig.Combine
+
+  enum PassKind: Equatable {
+    case l1
+    case radix(digit: Int)
+    case ties
+    case gram
+  }
+
+  let config: Config
+  let key: String
+  let models: Int
+  let elementCount: Int
+  let rngs: [CounterRNG]
+  let passes: [PassKind]
+  let digits: Int
+
+  var l1Factor: [Double]
+  var l1Sums: [Double]
+  var boundaries: [[RankBoundary]]
+  var tieRunning: [Int]
+  var tiePrefix: [[Int]] = []
+  var gram: GramMatrix
+  var combineCoefficients: [Double] = []
+  var stockT = 1.0
+
+  init(config: Config, key: String, models: Int, elementCount: Int) {
+    self.config = config
+    self.key = key
+    self.models = models
+    self.elementCount = elementCount
+    rngs = (0..<models).map { CounterRNG(seed: config.seed, name: key, stream: UInt64($0)) }
+    digits = Radix.digits(keyBits: T.keyBits)
+    var p: [PassKind] = []
+    if config.rescale == .l1 && config.drop != .none { p.append(.l1) }
+    var b: [RankBoundary] = []
+    let n = elementCount
+    switch config.trim {
+    case .none:
+      break
+    case .topK(let density, let inclusive):
+      if density < 1 {
+        if inclusive {
+          let kk = max(Int((1 - density) * Double(n)), 1)
+          b.append(RankBoundary(rank: n - kk, isUpper: true, inclusive: true))
+        } else {
+          let k = max(0, Int(density * Double(n)))
+          if k < n { b.append(RankBoundary(rank: k, isUpper: true)) }
+        }
+      }
+    case .band(let gamma, let density):
+      if density < 1 {
+        let target = Int(density * Double(n))
+        var top = Int(gamma * Double(n))
+        let bottom = n - target - top
+        if bottom < 0 { top += bottom }
+        if top > 0 { b.append(RankBoundary(rank: top, isUpper: false)) }
+        if top + target < n { b.append(RankBoundary(rank: top + target, isUpper: true)) }
+      }
+    }
+    boundaries = Array(repeating: b, count: models)
+    if !b.isEmpty {
+      for d in 0..<digits { p.append(.radix(digit: d)) }
+      p.append(.ties)
+    }
+    switch config.combine {
+    case .geometricMedian, .modelStock(_, _, false): p.append(.gram)
+    default: break
+    }
+    passes = p
+    l1Factor = Array(repeating: 1, count: models)
+    l1Sums = Array(repeating: 0, count: 2 * models)
+    tieRunning = Array(repeating: 0, count: models * b.count)
+    gram = GramMatrix(n: models)
+  }
+
+  var passCount: Int { passes.count }
+  var wholeTensor: Bool {
+    if case .della(_, _, true) = config.drop { return true }
+    return false
+  }
+  var boundaryCount: Int { boundaries.first?.count ?? 0 }
+
+  func wantsPass(_ pass: Int) -> Bool {
+    if passes[pass] == .ties { return boundaries.contains { $0.contains { $0.needsTiePositions } } }
+    return true
+  }
+
+  func slots(pass: Int) -> (ordered: Int, counters: Int) {
+    switch passes[pass] {
+    case .l1: return (2 * models, 0)
+    case .radix: return (0, models * boundaryCount * 65536)
+    case .ties: return (models * boundaryCount, 0)
+    case .gram: return (GramMatrix.upperCount(models), 0)
+    }
+  }
+
+  // MARK: Stages
+
+  /// Which stages to run when preparing deltas.
+  enum Stage: Int, Comparable {
+    case dropped = 0
+    case scaled
+    case trimmed
+    static func < (a: Stage, b: Stage) -> Bool { a.rawValue < b.rawValue }
+  }
+
+  /// Fills `d` (models × count) with the deltas after the given stage; `raw` (optional)
+  /// receives the undropped deltas for the L1 pass.
+  func prepare(
+    group: Group, operands: Operands<T>, stage: Stage, deltas d: UnsafeMutablePointer<T>,
+    tieStart: [Int]?
+  ) {
+    let n = group.count
+    for i in 0..<models {
+      let x = operands.values[i]
+      let out = d + i * n
+      if let base = operands.base {
+        for e in 0..<n { out[e] = x[e] - base[e] }
+      } else {
+        for e in 0..<n { out[e] = x[e] }
+      }
+      drop(model: i, group: group, values: out)
+      if stage >= .scaled, l1Factor[i] != 1 {
+        let f = T(l1Factor[i])
+        for e in 0..<n { out[e] *= f }
+      }
+      if stage >= .trimmed, !boundaries[i].isEmpty {
+        trim(model: i, values: out, count: n, tieStart: tieStart)
+      }
+    }
+  }
+
+  /// Applies the random drop (and inverse rescale) to one model's deltas in place.
+  func drop(model i: Int, group: Group, values v: UnsafeMutablePointer<T>) {
+    let n = group.count
+    let rng = rngs[i]
+    let start = group.elementStart
+    switch config.drop {
+    case .none:
+      return
+    case .bernoulli(let p):
+      let keep = 1 - p
+      let scale = config.rescale == .inverse && keep > 0 ? T(1 / keep) : 1
+      for e in 0..<n {
+        let u = rng.unitDouble(start + e)
+        v[e] = u < keep ? v[e] * scale : 0
+      }
+    case .della(let density, let epsilon, _):
+      let rowLength = group.rowLength
+      let rows = n / rowLength
+      withUnsafeTemporaryAllocation(of: Int.self, capacity: rowLength) { order in
+        for r in 0..<rows {
+          let row = v + r * rowLength
+          // Ascending magnitude ranks, ties by position.
+          for j in 0..<rowLength { order[j] = j }
+          let o = order.baseAddress!
+          var sortable = UnsafeMutableBufferPointer(start: o, count: rowLength)
+          sortable.sort { a, b in
+            let ka = row[a].magnitudeKey
+            let kb = row[b].magnitudeKey
+            return ka != kb ? ka < kb : a < b
+          }
+          let denom = rowLength > 1 ? Double(rowLength - 1) : 1
+          for rank in 0..<rowLength {
+            let j = o[rank]
+            let prob = (density - epsilon) + Double(rank) / denom * 2 * epsilon
+            let e = start + r * rowLength + j
+            if rng.unitDouble(e) < prob {
+              if config.rescale == .inverse { row[j] = row[j] / T(prob) }
+            } else {
+              row[j] = 0
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// Zeroes entries outside the kept rank range.
+  func trim(model i: Int, values v: UnsafeMutablePointer<T>, count n: Int, tieStart: [Int]?) {
+    let bs = boundaries[i]
+    var ties = (0..<bs.count).map { b in tieStart.map { $0[i * bs.count + b] } ?? 0 }
+    for e in 0..<n {
+      let k = v[e].magnitudeKey
+      var keep = true
+      for b in 0..<bs.count {
+        let bd = bs[b]
+        let j = ties[b]
+        if k == bd.key { ties[b] += 1 }
+        if !bd.keeps(k, tiePosition: j) { keep = false }
+      }
+      if !keep { v[e] = 0 }
+    }
+  }
+
+  // MARK: Passes
+
+  func partial(
+    pass: Int, group: Group, operands: Operands<T>, ordered: UnsafeMutablePointer<Double>,
+    counters: UnsafeMutablePointer<UInt32>
+  ) {
+    let n = group.count
+    withUnsafeTemporaryAllocation(of: T.self, capacity: models * n) { buf in
+      let d = buf.baseAddress!
+      switch passes[pass] {
+      case .l1:
+        for i in 0..<models {
+          let x = operands.values[i]
+          var before = 0.0
+          var after = 0.0
+          let out = d + i * n
+          if let base = operands.base {
+            for e in 0..<n { out[e] = x[e] - base[e] }
+          } else {
+            for e in 0..<n { out[e] = x[e] }
+          }
+          for e in 0..<n { before += abs(out[e].double) }
+          drop(model: i, group: group, values: out)
+          for e in 0..<n { after += abs(out[e].double) }
+          ordered[2 * i] = before
+          ordered[2 * i + 1] = after
+        }
+      case .radix(let digit):
+        prepare(group: group, operands: operands, stage: .scaled, deltas: d, tieStart: nil)
+        let shift = UInt64(16 * (digits - 1 - digit))
+        let bc = boundaryCount
+        for i in 0..<models {
+          let v = d + i * n
+          for b in 0..<bc {
+            let bd = boundaries[i][b]
+            let h = counters + (i * bc + b) * 65536
+            let prefix = bd.prefix
+            if digit == 0 {
+              for e in 0..<n { h[Int((v[e].magnitudeKey >> shift) & 0xFFFF)] &+= 1 }
+            } else {
+              for e in 0..<n {
+                let k = v[e].magnitudeKey
+                if k >> (shift + 16) == prefix { h[Int((k >> shift) & 0xFFFF)] &+= 1 }
+              }
+            }
+          }
+        }
+      case .ties:
+        prepare(group: group, operands: operands, stage: .scaled, deltas: d, tieStart: nil)
+        let bc = boundaryCount
+        for i in 0..<models {
+          let v = d + i * n
+          for b in 0..<bc {
+            let target = boundaries[i][b].key
+            var c = 0
+            for e in 0..<n where v[e].magnitudeKey == target { c += 1 }
+            ordered[i * bc + b] = Double(c)
+          }
+        }
+      case .gram:
+        prepare(group: group, operands: operands, stage: .trimmed, deltas: d, tieStart: tieStartFor(group))
+        filter(d, count: n)
+        let vectors = (0..<models).map { UnsafePointer(d + $0 * n) }
+        Dots.gram(vectors, base: nil, count: n, into: ordered)
+      }
+    }
+  }
+
+  mutating func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {
+    switch passes[pass] {
+    case .l1:
+      for j in 0..<(2 * models) { l1Sums[j] += ordered[j] }
+    case .radix:
+      break
+    case .ties:
+      if tiePrefix.count == group.index {
+        tiePrefix.append(tieRunning)
+      }
+      for j in 0..<tieRunning.count { tieRunning[j] += Int(ordered[j]) }
+    case .gram:
+      gram.add(upper: ordered)
+    }
+  }
+
+  mutating func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {
+    switch passes[pass] {
+    case .l1:
+      for i in 0..<models {
+        let before = l1Sums[2 * i]
+        let after = l1Sums[2 * i + 1]
+        l1Factor[i] = before < 1e-7 || after < 1e-7 ? 1 : before / after
+      }
+    case .radix(let digit):
+      let bc = boundaryCount
+      for i in 0..<models {
+        for b in 0..<bc {
+          boundaries[i][b].select(histogram: counters + (i * bc + b) * 65536, last: digit == digits - 1)
+        }
+      }
+    case .ties:
+      break
+    case .gram:
+      switch config.combine {
+      case .geometricMedian(let eps, let maxIter, let ftol):
+        combineCoefficients = GramSolvers.geometricMedian(gram, weights: config.weights, eps: eps, maxIter: maxIter, ftol: ftol)
+      case .modelStock(let consecutive, let eps, _):
+        stockT = GramSolvers.modelStockT(gram, consecutive: consecutive, eps: eps)
+      default:
+        break
+      }
+    }
+  }
+
+  func tieStartFor(_ group: Group) -> [Int]? {
+    guard boundaryCount > 0, wantsPass(passes.firstIndex(of: .ties) ?? 0) else { return nil }
+    return group.index < tiePrefix.count ? tiePrefix[group.index] : nil
+  }
+
+  /// Zeroes entries whose sign disagrees with the elected sign (when electing).
+  func filter(_ d: UnsafeMutablePointer<T>, count n: Int) {
+    guard config.consensus != .none else { return }
+    withUnsafeTemporaryAllocation(of: T.self, capacity: n) { sBuf in
+      let s = sBuf.baseAddress!
+      elect(d, count: n, into: s)
+      for i in 0..<models {
+        let v = d + i * n
+        let w = T(config.weights[i])
+        for e in 0..<n {
+          let x = w * v[e]
+          let agrees = (x > 0 && s[e] > 0) || (x < 0 && s[e] < 0)
+          if !agrees { v[e] = 0 }
+        }
+      }
+    }
+  }
+
+  /// The elected sign per element (+1 when the vote is ≥ 0, as mergekit).
+  func elect(_ d: UnsafeMutablePointer<T>, count n: Int, into s: UnsafeMutablePointer<T>) {
+    for e in 0..<n { s[e] = 0 }
+    for i in 0..<models {
+      let v = d + i * n
+      let w = T(config.weights[i])
+      if config.consensus == .magnitudeSum {
+        for e in 0..<n { s[e] += w * v[e] }
+      } else {
+        for e in 0..<n {
+          let x = w * v[e]
+          s[e] += x > 0 ? 1 : (x < 0 ? -1 : 0)
+        }
+      }
+    }
+    for e in 0..<n { s[e] = s[e] >= 0 ? 1 : -1 }
+  }
+
+  // MARK: Apply
+
+  func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>) {
+    let n = group.count
+    withUnsafeTemporaryAllocation(of: T.self, capacity: models * n + 2 * n) { buf in
+      let d = buf.baseAddress!
+      let acc = d + models * n
+      let div = acc + n
+      prepare(group: group, operands: operands, stage: .trimmed, deltas: d, tieStart: tieStartFor(group))
+      for e in 0..<n {
+        acc[e] = 0
+        div[e] = 0
+      }
+      switch config.combine {
+      case .sum, .mean:
+        var byCount = false
+        if case .mean(let c) = config.combine { byCount = c }
+        if config.consensus == .none {
+          for i in 0..<models {
+            let v = d + i * n
+            let w = T(config.weights[i])
+            let dw: T = byCount ? 1 : w
+            for e in 0..<n {
+              acc[e] += w * v[e]
+              div[e] += dw
+            }
+          }
+        } else {
+          elect(d, count: n, into: div)  // div temporarily holds the elected sign
+          withUnsafeTemporaryAllocation(of: T.self, capacity: n) { sb in
+            let s = sb.baseAddress!
+            for e in 0..<n {
+              s[e] = div[e]
+              div[e] = 0
+            }
+            for i in 0..<models {
+              let v = d + i * n
+              let w = T(config.weights[i])
+              let dw: T = byCount ? 1 : w
+              for e in 0..<n {
+                let x = w * v[e]
+                if (x > 0 && s[e] > 0) || (x < 0 && s[e] < 0) {
+                  acc[e] += x
+                  div[e] += dw
+                }
+              }
+            }
+          }
+        }
+        if case .mean = config.combine {
+          for e in 0..<n {
+            let q = abs(div[e].double) < 1e-8 ? T(1) : div[e]
+            acc[e] = acc[e] / q
+          }
+        }
+      case .geometricMedian:
+        filter(d, count: n)
+        for (i, c) in combineCoefficients.enumerated() {
+          let v = d + i * n
+          let ci = T(c)
+          for e in 0..<n { acc[e] += ci * v[e] }
+        }
+      case .modelStock(let consecutive, let eps, let perRow):
+        filter(d, count: n)
+        if perRow {
+          let rowLength = group.rowLength
+          for r in 0..<(n / rowLength) {
+            var g = GramMatrix(n: models)
+            withUnsafeTemporaryAllocation(of: Double.self, capacity: GramMatrix.upperCount(models)) { up in
+              let vectors = (0..<models).map { UnsafePointer(d + $0 * n + r * rowLength) }
+              Dots.gram(vectors, base: nil, count: rowLength, into: up.baseAddress!)
+              g.add(upper: up.baseAddress!)
+            }
+            let t = T(GramSolvers.modelStockT(g, consecutive: consecutive, eps: eps))
+            stockRows(d, count: n, range: (r * rowLength)..<((r + 1) * rowLength), t: t, acc: acc, div: div)
+          }
+        } else {
+          stockRows(d, count: n, range: 0..<n, t: T(stockT), acc: acc, div: div)
+        }
+      }
+      let lambda = T(config.lambda)
+      if let base = operands.base {
+        for e in 0..<n { out[e] = base[e] + lambda * acc[e] }
+      } else {
+        for e in 0..<n { out[e] = lambda * acc[e] }
+      }
+    }
+  }
+
+  /// acc = t · Σ fᵢ / count(fᵢ ≠ 0 or all models when not electing).
+  private func stockRows(
+    _ d: UnsafeMutablePointer<T>, count n: Int, range: Range<Int>, t: T, acc: UnsafeMutablePointer<T>,
+    div: UnsafeMutablePointer<T>
+  ) {
+    for i in 0..<models {
+      let v = d + i * n
+      for e in range {
+        acc[e] += v[e]
+        div[e] += config.consensus == .none || v[e] != 0 ? 1 : 0
+      }
+    }
+    for e in range { acc[e] = div[e] == 0 ? 0 : t * acc[e] / div[e] }
+  }
+}
