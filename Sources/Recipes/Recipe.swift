@@ -1,0 +1,149 @@
+import MergeEngine
+import SafeTensors
+
+/// A parameter as written in a recipe: like `ParamValue`, plus positional block lists whose
+/// names depend on the architecture of the inputs.
+public indirect enum RecipeParam: Sendable, Equatable {
+  case constant(Double)
+  /// Block values by name (BASE, IN00, …, M00, OUT…, VAE).
+  case blocks([String: Double], fallback: Double?)
+  /// Block values in block order; the length selects SD1/SD2 (26 or 27 with VAE) or SDXL
+  /// (20 or 21 with VAE).
+  case blockList([Double])
+  case gradient([Double])
+  case rules([(pattern: KeyPattern, value: RecipeParam)], fallback: RecipeParam?)
+
+  public static func == (a: RecipeParam, b: RecipeParam) -> Bool {
+    switch (a, b) {
+    case (.constant(let x), .constant(let y)): return x == y
+    case (.blocks(let x, let f), .blocks(let y, let g)): return x == y && f == g
+    case (.blockList(let x), .blockList(let y)): return x == y
+    case (.gradient(let x), .gradient(let y)): return x == y
+    case (.rules(let x, let f), .rules(let y, let g)):
+      return x.count == y.count && zip(x, y).allSatisfy { $0.pattern == $1.pattern && $0.value == $1.value } && f == g
+    default: return false
+    }
+  }
+
+  /// The engine's form, once the block names of the architecture are known.
+  public func engineValue(blockNames: [String]) throws(RecipeParamError) -> ParamValue {
+    switch self {
+    case .constant(let v): return .constant(v)
+    case .blocks(let v, let f): return .blocks(v, fallback: f)
+    case .gradient(let v): return .gradient(v)
+    case .blockList(let v):
+      let withoutVAE = blockNames.filter { $0 != "VAE" }
+      if v.count == blockNames.count {
+        return .blocks(Dictionary(uniqueKeysWithValues: zip(blockNames, v)), fallback: nil)
+      }
+      if v.count == withoutVAE.count {
+        return .blocks(Dictionary(uniqueKeysWithValues: zip(withoutVAE, v)), fallback: nil)
+      }
+      throw RecipeParamError(
+        message: "a block list for this architecture has \(withoutVAE.count) values (\(withoutVAE.first ?? "")…\(withoutVAE.last ?? "")) or \(blockNames.count) with VAE; this one has \(v.count)")
+    case .rules(let rules, let fallback):
+      var out: [ParamValue.KeyRule] = []
+      for r in rules { out.append(.init(pattern: r.pattern, value: try r.value.engineValue(blockNames: blockNames))) }
+      return .rules(out, fallback: try fallback?.engineValue(blockNames: blockNames))
+    }
+  }
+}
+
+public struct RecipeParamError: Error, Sendable {
+  public var message: String
+}
+
+/// Where an input's bytes come from.
+public enum InputSource: Sendable, Equatable {
+  /// A .safetensors file or sharded folder, relative to the recipe's folder unless absolute.
+  case file(path: String)
+  /// The output of another recipe of the same experiment.
+  case recipe(name: String)
+  /// A deterministic synthetic model (`mixlab synth` parameters), materialized on demand.
+  case synth(SynthInput)
+}
+
+public struct SynthInput: Sendable, Equatable, Hashable {
+  public var arch: String
+  public var seed: UInt64
+  public var index: Int
+  public var scale: Double
+  public var dtype: String
+}
+
+public struct RecipeInput: Sendable, Equatable {
+  public var name: String
+  public var source: InputSource
+  /// Expected file SHA-256 (full hex or a prefix of at least 10, like AutoV2).
+  public var sha256: String?
+  public var line: Int
+}
+
+public struct RecipeStep: Sendable, Equatable {
+  public var name: String
+  public var method: MethodName
+  public var models: [String]
+  public var base: String?
+  public var weights: [RecipeParam]?
+  public var params: [String: RecipeParam]
+  public var options: [String: String]
+  public var seed: UInt64?
+  public var line: Int
+}
+
+public enum AssembleSelector: Sendable, Equatable {
+  case all
+  case components([String])
+  case blocks([String])
+  case match(String)
+  case regex(String)
+}
+
+public enum AssembleSource: Sendable, Equatable {
+  case from(String)
+  case ema(String)
+  case drop
+}
+
+public struct AssembleRule: Sendable, Equatable {
+  public var selector: AssembleSelector
+  public var source: AssembleSource
+  public var line: Int
+}
+
+public struct RecipeOutput: Sendable, Equatable {
+  public var from: String
+  public var assemble: [AssembleRule]
+  public var dtype: DType
+  public var compute: ComputeType
+  public var seed: UInt64
+  public var timeEmbed: TimeEmbedPlacement
+  public var keyPolicy: KeyPolicy
+  public var nonFinite: NonFinitePolicy
+  public var reference: String?
+  public var shardBytes: Int?
+  public var metadata: [String: String]
+}
+
+/// A parsed, validated recipe (format version 1).
+public struct Recipe: Sendable {
+  public static let formatVersion = 1
+
+  public var file: String
+  public var name: String
+  public var text: String
+  public var description: String?
+  public var inputs: [RecipeInput]
+  /// In dependency order.
+  public var steps: [RecipeStep]
+  public var output: RecipeOutput
+  /// Canonical JSON (sorted keys, defaults filled in, paths left out).
+  public var canonical: String
+  /// SHA-256 of `canonical`.
+  public var hash: String
+
+  /// Names of other recipes this one reads.
+  public var dependencies: [String] {
+    inputs.compactMap { if case .recipe(let n) = $0.source { return n } else { return nil } }
+  }
+}

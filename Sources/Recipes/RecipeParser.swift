@@ -1,0 +1,603 @@
+import Foundation
+import MergeEngine
+import SafeTensors
+import Yams
+
+/// Parses and validates recipe YAML. Every problem is reported with `file:line:column`
+/// before any tensor is read: unknown keys (with a suggestion), wrong types, out-of-range
+/// values, missing or cyclic references.
+public enum RecipeParser {
+  static let topKeys = ["mixlab", "name", "description", "inputs", "steps", "output"]
+  static let inputKeys = ["path", "sha256", "recipe", "synth"]
+  static let synthKeys = ["arch", "seed", "index", "scale", "dtype"]
+  static let stepFixedKeys = ["method", "models", "base", "weights", "seed"]
+  static let outputKeys = [
+    "from", "assemble", "dtype", "compute", "seed", "time_embed", "key_policy", "nonfinite", "reference", "shard_size",
+    "metadata",
+  ]
+  static let assembleKeys = ["components", "blocks", "match", "regex", "all", "from", "ema_from", "drop"]
+  static let blockNames: [String] = {
+    ["BASE"] + (0..<12).map { String(format: "IN%02d", $0) } + ["M00"] + (0..<12).map { String(format: "OUT%02d", $0) } + ["VAE"]
+  }()
+  static let componentNames = ["unet", "clip_l", "clip_g", "clip_h", "vae", "ema", "scheduler", "lora", "other", "embed", "layers", "norm", "lm_head"]
+  static let maxBytes = 1 << 20
+
+  /// Parses `text` read from `file`.
+  ///
+  /// - Parameters:
+  ///   - name: the recipe's name (defaults to the file name without extension).
+  /// - Throws: `RecipeError` at the offending line and column.
+  public static func parse(_ text: String, file: String, name: String? = nil) throws(RecipeError) -> Recipe {
+    var p = Parse(file: file, text: text)
+    do {
+      return try p.run(name: name ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension)
+    } catch let e as RecipeError {
+      throw e
+    } catch {
+      throw RecipeError(file: file, line: 1, column: 1, message: "\(error)")
+    }
+  }
+
+  /// Reads and parses a recipe file.
+  public static func load(_ path: String) throws(RecipeError) -> Recipe {
+    guard let data = FileManager.default.contents(atPath: path) else {
+      throw RecipeError(file: path, line: 1, column: 1, message: "cannot read the recipe file")
+    }
+    guard let text = String(data: data, encoding: .utf8) else {
+      throw RecipeError(file: path, line: 1, column: 1, message: "the recipe is not UTF-8 text")
+    }
+    return try parse(text, file: path)
+  }
+}
+
+private struct Parse {
+  let file: String
+  let text: String
+
+  init(file: String, text: String) {
+    self.file = file
+    self.text = text
+  }
+
+  func err(_ node: Node?, _ message: String) -> RecipeError {
+    let m = node?.mark
+    return RecipeError(file: file, line: m?.line ?? 1, column: m?.column ?? 1, message: message)
+  }
+
+  /// Refuses anchors, aliases and very deep flow nesting before the YAML parser sees them
+  /// (alias expansion can blow up memory; recipes never need them).
+  func prescan() throws {
+    guard text.utf8.count <= RecipeParser.maxBytes else {
+      throw RecipeError(file: file, line: 1, column: 1, message: "the recipe is larger than 1 MiB")
+    }
+    var line = 1
+    var col = 0
+    var quote: UInt8? = nil
+    var comment = false
+    var depth = 0
+    var prev: UInt8 = 0x0A
+    for b in text.utf8 {
+      col += 1
+      if b == 0x0A {
+        line += 1
+        col = 0
+        comment = false
+        if quote == UInt8(ascii: "'") || quote == UInt8(ascii: "\"") {
+          // Multi-line quoted scalars are allowed; keep the quote state.
+        }
+        prev = b
+        continue
+      }
+      if comment {
+        prev = b
+        continue
+      }
+      if let q = quote {
+        if b == q && !(q == UInt8(ascii: "\"") && prev == UInt8(ascii: "\\")) { quote = nil }
+        prev = b
+        continue
+      }
+      let tokenStart = prev == 0x0A || prev == 0x20 || prev == 0x09 || prev == UInt8(ascii: "[") || prev == UInt8(ascii: "{")
+        || prev == UInt8(ascii: ",")
+      switch b {
+      case UInt8(ascii: "#") where prev == 0x20 || prev == 0x09 || prev == 0x0A:
+        comment = true
+      case UInt8(ascii: "'"), UInt8(ascii: "\"") where tokenStart || prev == UInt8(ascii: ":"):
+        quote = b
+      case UInt8(ascii: "&") where tokenStart, UInt8(ascii: "*") where tokenStart:
+        throw RecipeError(
+          file: file, line: line, column: col,
+          message: "YAML anchors and aliases (& and *) are not allowed in recipes; quote a glob such as \"*attn*\"")
+      case UInt8(ascii: "["), UInt8(ascii: "{"):
+        depth += 1
+        if depth > 32 { throw RecipeError(file: file, line: line, column: col, message: "nesting deeper than 32 levels") }
+      case UInt8(ascii: "]"), UInt8(ascii: "}"):
+        depth = max(0, depth - 1)
+      default:
+        break
+      }
+      prev = b
+    }
+  }
+
+  mutating func run(name: String) throws -> Recipe {
+    try prescan()
+    let root: Node
+    do {
+      guard let r = try Yams.compose(yaml: text) else {
+        throw RecipeError(file: file, line: 1, column: 1, message: "the recipe is empty")
+      }
+      root = r
+    } catch let e as RecipeError {
+      throw e
+    } catch let YamlError.scanner(_, problem, mark, _) {
+      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)")
+    } catch let YamlError.parser(_, problem, mark, _) {
+      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)")
+    } catch let YamlError.composer(_, problem, mark, _) {
+      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)")
+    } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+      throw RecipeError(
+        file: file, line: context.mark.line, column: context.mark.column,
+        message: "duplicate key \(duplicates.map { "`\($0)`" }.joined(separator: ", ")) in the same mapping")
+    } catch {
+      throw RecipeError(file: file, line: 1, column: 1, message: "YAML: \(error)")
+    }
+    let top = try mapping(root, "the recipe", allowed: RecipeParser.topKeys)
+    guard let versionNode = top["mixlab"] else {
+      throw err(root, "missing `mixlab: 1` (the recipe format version; it pins what every parameter means)")
+    }
+    let version = try integer(versionNode, "mixlab")
+    guard version == Recipe.formatVersion else {
+      throw err(versionNode, "recipe format version \(version) is not supported by this mixlab (it reads version \(Recipe.formatVersion))")
+    }
+    let recipeName = try top["name"].map { try string($0, "name") } ?? name
+    let description = try top["description"].map { try string($0, "description") }
+    guard let inputsNode = top["inputs"] else { throw err(root, "missing `inputs`") }
+    let inputs = try parseInputs(inputsNode)
+    guard let stepsNode = top["steps"] else { throw err(root, "missing `steps`") }
+    var steps = try parseSteps(stepsNode)
+    guard let outputNode = top["output"] else { throw err(root, "missing `output` (at least `from: <step>`)") }
+    let output = try parseOutput(outputNode, inputs: inputs, steps: steps)
+    steps = try order(steps, inputs: inputs, stepsNode: stepsNode)
+    try checkReferences(steps: steps, inputs: inputs, stepsNode: stepsNode)
+    let canonical = Canonical.json(inputs: inputs, steps: steps, output: output)
+    return Recipe(
+      file: file, name: recipeName, text: text, description: description, inputs: inputs, steps: steps, output: output,
+      canonical: canonical, hash: Digest.sha256(canonical))
+  }
+
+  // MARK: Generic readers
+
+  /// A mapping's entries by key, refusing unknown keys with a suggestion.
+  func mapping(_ node: Node, _ what: String, allowed: [String]?) throws -> OrderedMap {
+    guard case .mapping(let m) = node else { throw err(node, "\(what) must be a mapping (key: value lines)") }
+    var out = OrderedMap()
+    for (k, v) in m {
+      guard case .scalar(let s) = k else { throw err(k, "keys of \(what) must be plain names") }
+      if let allowed, !allowed.contains(s.string) {
+        throw err(k, "unknown key `\(s.string)` in \(what)\(Suggest.hint(s.string, among: allowed))")
+      }
+      out.append(s.string, key: k, value: v)
+    }
+    return out
+  }
+
+  func string(_ node: Node, _ what: String) throws -> String {
+    guard case .scalar(let s) = node else { throw err(node, "\(what) must be a text value") }
+    return s.string
+  }
+
+  func number(_ node: Node, _ what: String) throws -> Double {
+    guard case .scalar(let s) = node, s.style == .plain, let v = Double(s.string.replacingOccurrences(of: "_", with: "")),
+      v.isFinite, !s.string.lowercased().contains("nan"), !s.string.lowercased().contains("inf")
+    else {
+      throw err(node, "\(what) must be a finite number")
+    }
+    return v
+  }
+
+  func integer(_ node: Node, _ what: String) throws -> Int {
+    guard case .scalar(let s) = node, s.style == .plain, let v = Int(s.string) else {
+      throw err(node, "\(what) must be a whole number")
+    }
+    return v
+  }
+
+  func unsigned(_ node: Node, _ what: String) throws -> UInt64 {
+    guard case .scalar(let s) = node, s.style == .plain, let v = UInt64(s.string) else {
+      throw err(node, "\(what) must be a whole number from 0 to 18446744073709551615")
+    }
+    return v
+  }
+
+  func bool(_ node: Node, _ what: String) throws -> Bool {
+    guard case .scalar(let s) = node, ["true", "false"].contains(s.string.lowercased()) else {
+      throw err(node, "\(what) must be true or false")
+    }
+    return s.string.lowercased() == "true"
+  }
+
+  func sequence(_ node: Node, _ what: String) throws -> [Node] {
+    guard case .sequence(let s) = node else { throw err(node, "\(what) must be a list") }
+    return Array(s)
+  }
+
+  func names(_ node: Node, _ what: String) throws -> [String] {
+    if case .scalar = node { return [try string(node, what)] }
+    var out: [String] = []
+    for n in try sequence(node, what) { out.append(try string(n, what)) }
+    return out
+  }
+
+  func choice(_ node: Node, _ what: String, _ values: [String]) throws -> String {
+    let s = try string(node, what)
+    guard values.contains(s) else { throw err(node, "\(what) must be one of \(values.joined(separator: ", ")), not `\(s)`\(Suggest.hint(s, among: values))") }
+    return s
+  }
+
+  func validName(_ node: Node, _ s: String, _ what: String) throws {
+    let ok = !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
+      && s.unicodeScalars.allSatisfy { $0.isASCII }
+    guard ok else { throw err(node, "\(what) `\(s)` must be 1–64 ASCII letters, digits, `_` or `-`") }
+  }
+
+  // MARK: Sections
+
+  func parseInputs(_ node: Node) throws -> [RecipeInput] {
+    let m = try mapping(node, "inputs", allowed: nil)
+    guard !m.entries.isEmpty else { throw err(node, "`inputs` is empty: name at least one model") }
+    var out: [RecipeInput] = []
+    for e in m.entries {
+      try validName(e.key, e.name, "input name")
+      let line = e.key.mark?.line ?? 1
+      if case .scalar = e.value {
+        out.append(RecipeInput(name: e.name, source: .file(path: try string(e.value, "input path")), sha256: nil, line: line))
+        continue
+      }
+      let im = try mapping(e.value, "input `\(e.name)`", allowed: RecipeParser.inputKeys)
+      let kinds = ["path", "recipe", "synth"].filter { im[$0] != nil }
+      guard kinds.count == 1 else {
+        throw err(e.value, "input `\(e.name)` needs exactly one of path, recipe or synth")
+      }
+      var sha: String?
+      if let s = im["sha256"] {
+        let v = try string(s, "sha256").lowercased()
+        guard v.count >= 10, v.count <= 64, v.allSatisfy({ $0.isHexDigit }) else {
+          throw err(s, "sha256 must be 10 to 64 hex digits (a full SHA-256 or an AutoV2 prefix)")
+        }
+        sha = v
+      }
+      let source: InputSource
+      if let p = im["path"] {
+        let path = try string(p, "path")
+        guard !path.isEmpty else { throw err(p, "path is empty") }
+        source = .file(path: path)
+      } else if let r = im["recipe"] {
+        let n = try string(r, "recipe")
+        try validName(r, n, "recipe name")
+        source = .recipe(name: n)
+      } else {
+        let sm = try mapping(im["synth"]!, "synth", allowed: RecipeParser.synthKeys)
+        let arch = try sm["arch"].map { try choice($0, "arch", ["sd1", "sdxl", "llama"]) } ?? "sd1"
+        let seed = try sm["seed"].map { try unsigned($0, "seed") } ?? 0
+        let index = try sm["index"].map { try integer($0, "index") } ?? 0
+        guard index >= 0 && index < 10_000 else { throw err(sm["index"], "index must be between 0 and 9999") }
+        let scale = try sm["scale"].map { try number($0, "scale") } ?? 1
+        guard scale > 0 && scale <= 1 else { throw err(sm["scale"], "scale must be in (0, 1]") }
+        let dtype = try sm["dtype"].map { try choice($0, "dtype", ["f16", "bf16", "f32"]) } ?? "f16"
+        source = .synth(SynthInput(arch: arch, seed: seed, index: index, scale: scale, dtype: dtype))
+      }
+      out.append(RecipeInput(name: e.name, source: source, sha256: sha, line: line))
+    }
+    return out
+  }
+
+  func parseSteps(_ node: Node) throws -> [RecipeStep] {
+    let m = try mapping(node, "steps", allowed: nil)
+    guard !m.entries.isEmpty else { throw err(node, "`steps` is empty") }
+    var out: [RecipeStep] = []
+    for e in m.entries {
+      try validName(e.key, e.name, "step name")
+      let sm = try mapping(e.value, "step `\(e.name)`", allowed: nil)
+      guard let mNode = sm["method"] else { throw err(e.value, "step `\(e.name)` has no `method`") }
+      let methodText = try string(mNode, "method")
+      let normalized = methodText.lowercased().replacingOccurrences(of: "-", with: "_")
+      guard let method = MethodName(rawValue: normalized) else {
+        throw err(mNode, "unknown method `\(methodText)`\(Suggest.hint(methodText, among: MethodName.allCases.map(\.rawValue)))")
+      }
+      let info = Catalog.info(method)
+      let allowed = RecipeParser.stepFixedKeys + info.params.map(\.name) + info.options.map(\.name)
+      for k in sm.entries where !allowed.contains(k.name) {
+        var hint = Suggest.hint(k.name, among: allowed)
+        if hint.isEmpty || hint.hasPrefix(" (allowed") {
+          hint = " (\(method.rawValue) takes: \(allowed.filter { $0 != "method" }.joined(separator: ", ")))"
+        }
+        throw err(k.key, "unknown key `\(k.name)` in step `\(e.name)`\(hint)")
+      }
+      guard let modelsNode = sm["models"] else { throw err(e.value, "step `\(e.name)` has no `models`") }
+      let models = try names(modelsNode, "models")
+      if models.count < info.minOperands {
+        throw err(modelsNode, "\(method.rawValue) needs at least \(info.minOperands) models, got \(models.count)")
+      }
+      if let mx = info.maxOperands, models.count > mx {
+        throw err(modelsNode, "\(method.rawValue) takes \(mx == info.minOperands ? "exactly" : "at most") \(mx) models, got \(models.count)")
+      }
+      var base: String?
+      if let b = sm["base"] {
+        guard info.base != .none else { throw err(b, "\(method.rawValue) takes no base model") }
+        base = try string(b, "base")
+      } else if info.base == .required {
+        throw err(e.value, "\(method.rawValue) needs a `base` (the model the deltas are taken from)")
+      }
+      var weights: [RecipeParam]?
+      if let w = sm["weights"] {
+        guard info.weights else { throw err(w, "\(method.rawValue) takes no weights") }
+        let list = try sequence(w, "weights")
+        guard list.count == models.count else {
+          throw err(w, "\(list.count) weights for \(models.count) models; give one weight per model, in the order of `models`")
+        }
+        var ws: [RecipeParam] = []
+        for n in list { ws.append(try param(n, "weight", check: nil)) }
+        weights = ws
+      }
+      var seed: UInt64?
+      if let s = sm["seed"] {
+        guard info.seeded else { throw err(s, "\(method.rawValue) is not random and takes no seed") }
+        seed = try unsigned(s, "seed")
+      }
+      var params: [String: RecipeParam] = [:]
+      var options: [String: String] = [:]
+      for p in info.params {
+        if let n = sm[p.name] {
+          params[p.name] = try param(n, p.name, check: p)
+        } else if p.defaultValue == nil {
+          throw err(e.value, "step `\(e.name)`: \(method.rawValue) needs `\(p.name)` (\(p.help))")
+        }
+      }
+      for o in info.options {
+        if let n = sm[o.name] {
+          let v: String
+          if case .scalar(let s) = n, ["true", "false"].contains(s.string.lowercased()) {
+            v = s.string.lowercased()
+          } else {
+            v = try string(n, o.name)
+          }
+          guard o.values.contains(v) else {
+            throw err(n, "\(o.name) must be one of \(o.values.joined(separator: ", ")), not `\(v)`\(Suggest.hint(v, among: o.values))")
+          }
+          options[o.name] = v
+        }
+      }
+      out.append(
+        RecipeStep(
+          name: e.name, method: method, models: models, base: base, weights: weights, params: params, options: options, seed: seed,
+          line: e.key.mark?.line ?? 1))
+    }
+    return out
+  }
+
+  /// A number, a gradient list, `{blocks: …}`, `{gradient: …}` or `{filters: […], default: …}`.
+  func param(_ node: Node, _ what: String, check: MethodInfo.Param?) throws -> RecipeParam {
+    func checked(_ n: Node, _ v: Double) throws -> Double {
+      if let check, let problem = check.check(v) { throw err(n, "\(what) \(problem)") }
+      return v
+    }
+    switch node {
+    case .scalar:
+      return .constant(try checked(node, try number(node, what)))
+    case .sequence(let s):
+      var v: [Double] = []
+      for n in s { v.append(try checked(n, try number(n, what))) }
+      guard !v.isEmpty else { throw err(node, "\(what): empty gradient") }
+      return .gradient(v)
+    case .mapping:
+      let m = try mapping(node, what, allowed: ["blocks", "gradient", "filters", "default"])
+      if let b = m["blocks"] {
+        let fallback = try m["default"].map { try checked($0, try number($0, "default")) }
+        if case .sequence(let s) = b {
+          var v: [Double] = []
+          for n in s { v.append(try checked(n, try number(n, what))) }
+          guard [20, 21, 26, 27].contains(v.count) else {
+            throw err(b, "a block list has 26 values for SD1/SD2 (BASE, IN00–IN11, M00, OUT00–OUT11), 27 with VAE, or 20/21 for SDXL; got \(v.count)")
+          }
+          return .blockList(v)
+        }
+        let bm = try mapping(b, "blocks", allowed: RecipeParser.blockNames)
+        var values: [String: Double] = [:]
+        for e in bm.entries { values[e.name] = try checked(e.value, try number(e.value, "\(what) for \(e.name)")) }
+        return .blocks(values, fallback: fallback)
+      }
+      if let g = m["gradient"] {
+        var v: [Double] = []
+        for n in try sequence(g, "gradient") { v.append(try checked(n, try number(n, what))) }
+        guard !v.isEmpty else { throw err(g, "\(what): empty gradient") }
+        return .gradient(v)
+      }
+      if let f = m["filters"] {
+        var rules: [(pattern: KeyPattern, value: RecipeParam)] = []
+        for r in try sequence(f, "filters") {
+          let rm = try mapping(r, "a filter", allowed: ["match", "regex", "value"])
+          let pattern: KeyPattern
+          if let g = rm["match"] {
+            pattern = .glob(try string(g, "match"))
+          } else if let re = rm["regex"] {
+            let text = try string(re, "regex")
+            if let problem = KeyPattern.validateRegex(text) { throw err(re, "invalid regular expression: \(problem)") }
+            pattern = .regex(text)
+          } else {
+            throw err(r, "a filter needs `match: <glob>` or `regex: <expression>`")
+          }
+          guard let v = rm["value"] else { throw err(r, "a filter needs a `value`") }
+          rules.append((pattern, try param(v, what, check: check)))
+        }
+        let fallback = try m["default"].map { try param($0, what, check: check) }
+        return .rules(rules, fallback: fallback)
+      }
+      throw err(node, "\(what): a mapping value needs `blocks`, `gradient` or `filters`")
+    case .alias:
+      throw err(node, "aliases are not allowed")
+    }
+  }
+
+  func parseOutput(_ node: Node, inputs: [RecipeInput], steps: [RecipeStep]) throws -> RecipeOutput {
+    let m = try mapping(node, "output", allowed: RecipeParser.outputKeys)
+    guard let fromNode = m["from"] else { throw err(node, "output needs `from: <step>`") }
+    let from = try string(fromNode, "from")
+    let known = inputs.map(\.name) + steps.map(\.name)
+    guard known.contains(from) else { throw err(fromNode, "`\(from)` is not a step or input\(Suggest.hint(from, among: known))") }
+    var rules: [AssembleRule] = []
+    if let a = m["assemble"] {
+      for r in try sequence(a, "assemble") {
+        let rm = try mapping(r, "an assemble rule", allowed: RecipeParser.assembleKeys)
+        let selectors = ["components", "blocks", "match", "regex", "all"].filter { rm[$0] != nil }
+        guard selectors.count == 1 else {
+          throw err(r, "an assemble rule needs exactly one of components, blocks, match, regex or all")
+        }
+        let selector: AssembleSelector
+        switch selectors[0] {
+        case "components":
+          let cs = try names(rm["components"]!, "components")
+          for (i, c) in cs.enumerated() where !RecipeParser.componentNames.contains(c) {
+            let n = (try? sequence(rm["components"]!, "components"))?[i] ?? rm["components"]!
+            throw err(n, "unknown component `\(c)`\(Suggest.hint(c, among: RecipeParser.componentNames))")
+          }
+          selector = .components(cs)
+        case "blocks":
+          let bs = try names(rm["blocks"]!, "blocks")
+          for b in bs where !RecipeParser.blockNames.contains(b) {
+            throw err(rm["blocks"], "unknown block `\(b)`\(Suggest.hint(b, among: RecipeParser.blockNames))")
+          }
+          selector = .blocks(bs)
+        case "match": selector = .match(try string(rm["match"]!, "match"))
+        case "regex":
+          let text = try string(rm["regex"]!, "regex")
+          if let problem = KeyPattern.validateRegex(text) { throw err(rm["regex"], "invalid regular expression: \(problem)") }
+          selector = .regex(text)
+        default:
+          guard try bool(rm["all"]!, "all") else { throw err(rm["all"], "`all` must be true") }
+          selector = .all
+        }
+        let sources = ["from", "ema_from", "drop"].filter { rm[$0] != nil }
+        guard sources.count == 1 else { throw err(r, "an assemble rule needs exactly one of from, ema_from or drop") }
+        let source: AssembleSource
+        switch sources[0] {
+        case "from":
+          let s = try string(rm["from"]!, "from")
+          guard known.contains(s) else { throw err(rm["from"], "`\(s)` is not a step or input\(Suggest.hint(s, among: known))") }
+          source = .from(s)
+        case "ema_from":
+          let s = try string(rm["ema_from"]!, "ema_from")
+          guard inputs.contains(where: { $0.name == s }) else {
+            throw err(rm["ema_from"], "`\(s)` is not an input\(Suggest.hint(s, among: inputs.map(\.name)))")
+          }
+          source = .ema(s)
+        default:
+          guard try bool(rm["drop"]!, "drop") else { throw err(rm["drop"], "`drop` must be true") }
+          source = .drop
+        }
+        rules.append(AssembleRule(selector: selector, source: source, line: r.mark?.line ?? 1))
+      }
+    }
+    let dtypeText = try m["dtype"].map { try choice($0, "dtype", ["f16", "bf16", "f32", "f64"]) } ?? "f16"
+    let compute = try m["compute"].map { try choice($0, "compute", ["f32", "f64"]) } ?? "f32"
+    let seed = try m["seed"].map { try unsigned($0, "seed") } ?? 0
+    let te = try m["time_embed"].map { try choice($0, "time_embed", ["base", "in00"]) } ?? "base"
+    let kp = try m["key_policy"].map { try choice($0, "key_policy", KeyPolicy.allCases.map(\.rawValue)) } ?? "error"
+    let nf = try m["nonfinite"].map { try choice($0, "nonfinite", NonFinitePolicy.allCases.map(\.rawValue)) } ?? "error"
+    var reference: String?
+    if let r = m["reference"] {
+      let s = try string(r, "reference")
+      guard inputs.contains(where: { $0.name == s }) else {
+        throw err(r, "`\(s)` is not an input\(Suggest.hint(s, among: inputs.map(\.name)))")
+      }
+      reference = s
+    }
+    var shard: Int?
+    if let s = m["shard_size"] {
+      let text: String
+      if case .scalar(let sc) = s { text = sc.string } else { throw err(s, "shard_size must be a size such as 2GB") }
+      guard let bytes = ByteCount.parse(text), bytes >= 1 << 20 else { throw err(s, "shard_size must be a size of at least 1MiB, such as 2GB") }
+      shard = bytes
+    }
+    var metadata: [String: String] = [:]
+    if let md = m["metadata"] {
+      for e in try mapping(md, "metadata", allowed: nil).entries {
+        guard !e.name.hasPrefix("mixlab.") else { throw err(e.key, "metadata keys starting with `mixlab.` are reserved") }
+        metadata[e.name] = try string(e.value, "metadata value")
+      }
+    }
+    return RecipeOutput(
+      from: from, assemble: rules, dtype: DType(userSpelling: dtypeText)!, compute: ComputeType(rawValue: compute)!, seed: seed,
+      timeEmbed: TimeEmbedPlacement(rawValue: te)!, keyPolicy: KeyPolicy(rawValue: kp)!, nonFinite: NonFinitePolicy(rawValue: nf)!,
+      reference: reference, shardBytes: shard, metadata: metadata)
+  }
+
+  /// Topological order of steps (stable: file order among independent steps); cycles refused.
+  func order(_ steps: [RecipeStep], inputs: [RecipeInput], stepsNode: Node) throws -> [RecipeStep] {
+    let byName = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, $0) })
+    var state: [String: Int] = [:]  // 1 visiting, 2 done
+    var out: [RecipeStep] = []
+    func visit(_ name: String, _ path: [String]) throws {
+      if state[name] == 2 { return }
+      if state[name] == 1 {
+        let cycle = (path.drop { $0 != name } + [name]).joined(separator: " → ")
+        throw RecipeError(file: file, line: byName[name]!.line, column: 1, message: "steps form a cycle: \(cycle)")
+      }
+      state[name] = 1
+      let s = byName[name]!
+      for dep in s.models + (s.base.map { [$0] } ?? []) where byName[dep] != nil {
+        try visit(dep, path + [name])
+      }
+      state[name] = 2
+      out.append(s)
+    }
+    for s in steps { try visit(s.name, []) }
+    return out
+  }
+
+  func checkReferences(steps: [RecipeStep], inputs: [RecipeInput], stepsNode: Node) throws {
+    let inputNames = Set(inputs.map(\.name))
+    let stepNames = Set(steps.map(\.name))
+    for n in inputNames.intersection(stepNames) {
+      throw RecipeError(file: file, line: steps.first { $0.name == n }!.line, column: 1, message: "`\(n)` names both an input and a step")
+    }
+    let known = Array(inputNames) + Array(stepNames)
+    for s in steps {
+      for ref in s.models + (s.base.map { [$0] } ?? []) where !inputNames.contains(ref) && !stepNames.contains(ref) {
+        throw RecipeError(
+          file: file, line: s.line, column: 1, message: "step `\(s.name)` uses `\(ref)`, which is not an input or step\(Suggest.hint(ref, among: known))")
+      }
+    }
+  }
+}
+
+/// A mapping's entries in file order with their key nodes (for error positions).
+struct OrderedMap {
+  struct Entry {
+    var name: String
+    var key: Node
+    var value: Node
+  }
+  var entries: [Entry] = []
+  mutating func append(_ name: String, key: Node, value: Node) { entries.append(Entry(name: name, key: key, value: value)) }
+  subscript(_ name: String) -> Node? { entries.first { $0.name == name }?.value }
+}
+
+/// Sizes such as `2GB`, `512MiB`.
+public enum ByteCount {
+  public static func parse(_ text: String) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let units: [(String, Double)] = [
+      ("TIB", 0x1p40), ("GIB", 0x1p30), ("MIB", 0x1p20), ("KIB", 0x1p10), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3),
+      ("T", 0x1p40), ("G", 0x1p30), ("M", 0x1p20), ("K", 0x1p10), ("B", 1),
+    ]
+    for (suffix, factor) in units where t.hasSuffix(suffix) {
+      guard let v = Double(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)), v > 0, v.isFinite else { return nil }
+      let bytes = v * factor
+      return bytes < 9e18 ? Int(bytes) : nil
+    }
+    guard let v = Int(t), v > 0 else { return nil }
+    return v
+  }
+}
