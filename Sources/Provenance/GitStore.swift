@@ -324,17 +324,20 @@ public final class GitStore: @unchecked Sendable {
     return try locked { try tipID(refName)?.hex }
   }
 
-  /// For each entry of `directory` at the tip of `branch`, the newest commit that changed it.
+  /// For each entry of `directory` in revision `rev`, the newest commit that changed it.
   ///
   /// With one run per folder under `runs/`, this maps each run folder to the commit that
-  /// recorded it. Walks first parents from the tip and stops once every entry is placed.
+  /// recorded it. Walks first parents from `rev` and stops once every entry is placed.
   ///
+  /// - Parameters:
+  ///   - directory: a folder path such as `runs`.
+  ///   - rev: a branch name, or a full or abbreviated commit id.
   /// - Returns: entry name → 40-digit commit id; empty when the folder or branch is absent.
-  /// - Throws: `ProvenanceError.invalidBranch`, `.wrongEntryKind`, `.git` on libgit2 errors.
-  public func lastCommits(touching directory: String, branch: String = defaultBranch) throws -> [String: String] {
-    let refName = try GitStore.refName(branch)
-    return try locked {
-      guard let tip = try tipID(refName) else { return [:] }
+  /// - Throws: `ProvenanceError.unknownRevision`, `.wrongEntryKind`, `.git` on libgit2 errors.
+  public func lastCommits(touching directory: String, at rev: String = defaultBranch) throws -> [String: String] {
+    try locked {
+      guard let tip = try resolve(rev) else { return [:] }
+      let branch = rev
       var pending = Dictionary(uniqueKeysWithValues: try entries(of: directory, in: tip, revision: branch).map {
         ($0.name, $0.id)
       })
