@@ -1,0 +1,106 @@
+import Foundation
+import SafeTensors
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// The hashes of one safetensors file.
+public struct FileHashes: Sendable, Equatable {
+  /// SHA-256 of the whole file.
+  public var sha256: String
+  /// SHA-256 of the bytes after the header.
+  public var tensorDataSHA256: String
+  /// Tensor name → SHA-256 of its bytes.
+  public var tensorSHA256: [String: String]
+  /// True when the values came from the cache and no byte of the file was read.
+  public var fromCache: Bool
+
+  public init(sha256: String, tensorDataSHA256: String, tensorSHA256: [String: String], fromCache: Bool) {
+    self.sha256 = sha256
+    self.tensorDataSHA256 = tensorDataSHA256
+    self.tensorSHA256 = tensorSHA256
+    self.fromCache = fromCache
+  }
+}
+
+/// Hashes safetensors files, remembering results in the index so an unchanged multi-GB
+/// model is not read again.
+///
+/// An entry is keyed by the file's resolved path and trusted only while device, inode, size,
+/// modification time and status-change time (nanoseconds) are all unchanged. ctime cannot be
+/// set by user programs, so even a rewrite that restores the old mtime invalidates the entry.
+public struct HashCache: Sendable {
+  public let index: IndexDB
+
+  public init(index: IndexDB) {
+    self.index = index
+  }
+
+  /// The whole-file, tensor-data and per-tensor SHA-256 of `file`.
+  ///
+  /// On a cache miss, or when `verify` is true, the file is read once (whole-file and
+  /// per-tensor hashes in the same pass) and the cache updated.
+  ///
+  /// - Parameters:
+  ///   - file: an opened file; its identity (device, inode, size, times) was taken when it
+  ///     was opened, so it matches the bytes that are mapped.
+  ///   - verify: ignore the cache and read the file.
+  /// - Throws: `ProvenanceError.fileStatus` when the path cannot be resolved or the file
+  ///   changed while it was read, `.database` on index errors.
+  public func hashes(of file: SafeTensorsFile, verify: Bool = false) throws -> FileHashes {
+    let mapped = file.file
+    let key = try HashCache.resolvedPath(file.path)
+    if !verify,
+      let hit = try index.lookup(
+        path: key, device: mapped.device, inode: mapped.inode, size: mapped.size, mtimeNs: mapped.mtimeNanoseconds,
+        ctimeNs: mapped.ctimeNanoseconds),
+      let tensors = hit.tensorSHA256
+    {
+      return FileHashes(sha256: hit.sha256, tensorDataSHA256: hit.tensorDataSHA256, tensorSHA256: tensors, fromCache: true)
+    }
+    let scan = Scanner.scan(file, perTensor: true, scanNonFinite: false)
+    // If the file was written to or replaced while we read it, the digests describe no
+    // version of it: refuse rather than cache them.
+    let now = try HashCache.identity(of: key)
+    let before = (mapped.device, mapped.inode, mapped.size, mapped.mtimeNanoseconds, mapped.ctimeNanoseconds)
+    guard now == before else {
+      throw ProvenanceError.fileStatus(
+        path: file.path, reason: "the file changed while it was being hashed; run again once nothing writes to it")
+    }
+    let tensors = scan.tensorSHA256 ?? [:]
+    try index.store(
+      CachedHash(
+        path: key, device: mapped.device, inode: mapped.inode, size: mapped.size, mtimeNs: mapped.mtimeNanoseconds,
+        ctimeNs: mapped.ctimeNanoseconds, sha256: scan.sha256, tensorDataSHA256: scan.tensorDataSHA256,
+        tensorSHA256: tensors))
+    return FileHashes(sha256: scan.sha256, tensorDataSHA256: scan.tensorDataSHA256, tensorSHA256: tensors, fromCache: false)
+  }
+
+  /// `path` made absolute with symbolic links resolved, so one file has one cache entry.
+  static func resolvedPath(_ path: String) throws -> String {
+    guard let resolved = realpath(path, nil) else {
+      throw ProvenanceError.fileStatus(path: path, reason: String(cString: strerror(errno)))
+    }
+    defer { free(resolved) }
+    return String(cString: resolved)
+  }
+
+  /// (device, inode, size, mtime ns, ctime ns) of `path` now.
+  static func identity(of path: String) throws -> (UInt64, UInt64, Int, Int64, Int64) {
+    var st = stat()
+    guard stat(path, &st) == 0 else {
+      throw ProvenanceError.fileStatus(path: path, reason: String(cString: strerror(errno)))
+    }
+    #if canImport(Glibc)
+      let mtime = Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)
+      let ctime = Int64(st.st_ctim.tv_sec) * 1_000_000_000 + Int64(st.st_ctim.tv_nsec)
+    #else
+      let mtime = Int64(st.st_mtimespec.tv_sec) * 1_000_000_000 + Int64(st.st_mtimespec.tv_nsec)
+      let ctime = Int64(st.st_ctimespec.tv_sec) * 1_000_000_000 + Int64(st.st_ctimespec.tv_nsec)
+    #endif
+    return (UInt64(st.st_dev), UInt64(st.st_ino), Int(st.st_size), mtime, ctime)
+  }
+}
