@@ -5,8 +5,12 @@ import SafeTensors
 final class TempDir {
   let path: String
 
-  init(_ label: String = "st") {
-    let base = FileManager.default.temporaryDirectory.path
+  /// - Parameter memory: prefer a RAM-backed folder (/dev/shm) for tests that write many
+  ///   small files.
+  init(_ label: String = "st", memory: Bool = false) {
+    var isDir: ObjCBool = false
+    let shm = memory && FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDir) && isDir.boolValue
+    let base = shm ? "/dev/shm" : FileManager.default.temporaryDirectory.path
     path = "\(base)/mixlab-test-\(label)-\(UUID().uuidString)"
     try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
   }
