@@ -47,7 +47,8 @@ public enum Codec {
     }
   }
 
-  /// Decodes into `Double`; exact for every float format.
+  /// Decodes into `Double`; exact for every float format and for integers up to 32 bits
+  /// (64-bit integers beyond 2^53 round to nearest).
   public static func decode(_ dtype: DType, _ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Double>) {
     switch dtype {
     case .f64:
@@ -70,6 +71,11 @@ public enum Codec {
       for i in 0..<count { dst[i] = Double(src.loadUnaligned(fromByteOffset: i &* 8, as: Int64.self)) }
     case .u64:
       for i in 0..<count { dst[i] = Double(src.loadUnaligned(fromByteOffset: i &* 8, as: UInt64.self)) }
+    case .i32:
+      // Not through Float: 32-bit integers above 2^24 would round.
+      for i in 0..<count { dst[i] = Double(src.loadUnaligned(fromByteOffset: i &* 4, as: Int32.self)) }
+    case .u32:
+      for i in 0..<count { dst[i] = Double(src.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self)) }
     default:
       withUnsafeTemporaryAllocation(of: Float.self, capacity: min(count, 4096)) { tmp in
         var done = 0

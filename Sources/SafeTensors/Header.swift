@@ -21,7 +21,19 @@ public struct TensorInfo: Sendable, Hashable, Codable {
   /// Length of the first dimension, the unit in which element-wise work is chunked.
   public var rowCount: Int { shape.first ?? 1 }
   /// Elements per row (the product of the trailing dimensions).
-  public var rowLength: Int { shape.count <= 1 ? 1 : shape.dropFirst().reduce(1, *) }
+  ///
+  /// The reader checks that the whole product fits in `Int`, but a tensor with no rows may
+  /// still have trailing dimensions whose product does not (`[0, 2^62, 4]` is valid); it has
+  /// no elements to chunk, so its row length is 0 rather than a trap.
+  public var rowLength: Int {
+    var n = 1
+    for d in shape.dropFirst() {
+      let (p, overflow) = n.multipliedReportingOverflow(by: d)
+      if overflow { return 0 }
+      n = p
+    }
+    return n
+  }
 }
 
 /// A parsed and validated header.
