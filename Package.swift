@@ -47,7 +47,7 @@ let package = Package(
     // The executable: ArgumentParser commands only.
     .executableTarget(
       name: "MixLabCLI",
-      dependencies: ["MixLab", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+      dependencies: ["MixLab", "Recipes", "SafeTensors", "Architectures", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
     .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
     .testTarget(name: "ArchitecturesTests", dependencies: ["Architectures", "SafeTensors"]),

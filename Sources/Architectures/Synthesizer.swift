@@ -97,6 +97,12 @@ public struct Synthesizer: Sendable {
     return outputs
   }
 
+  /// Writes only model `index` into `folder` (at `path(of:in:)`).
+  public func write(model index: Int, to folder: String) throws -> Output {
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+    return try writeModel(index, specs: try specs(), folder: folder, progress: nil)
+  }
+
   private func writeModel(_ index: Int, specs: [TensorSpec], folder: String, progress: (@Sendable (Int, Int, Int) -> Void)?) throws
     -> Output
   {

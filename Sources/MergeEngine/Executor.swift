@@ -82,12 +82,8 @@ public enum Executor {
       for (s, g) in shards.enumerated() { for t in g { weightMap[t.name] = (files[s] as NSString).lastPathComponent } }
       let index = Sharding.indexJSON(weightMap: weightMap, totalSize: total)
       try Data(index).write(to: URL(fileURLWithPath: folder + "/model.safetensors.index.json"), options: .atomic)
-      func combine(_ f: (WriteResult) -> String) -> String {
-        let lines = results.map { "\(f($0))  \(($0.path as NSString).lastPathComponent)\n" }.sorted { $0.split(separator: " ").last! < $1.split(separator: " ").last! }
-        return Digest.sha256(lines.joined())
-      }
-      sha = combine { $0.sha256 }
-      dataSHA = combine { $0.tensorDataSHA256 }
+      sha = ShardDigest.combine(results.map { (($0.path as NSString).lastPathComponent, $0.sha256) })
+      dataSHA = ShardDigest.combine(results.map { (($0.path as NSString).lastPathComponent, $0.tensorDataSHA256) })
     } else {
       sha = results[0].sha256
       dataSHA = results[0].tensorDataSHA256

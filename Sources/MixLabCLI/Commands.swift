@@ -2,6 +2,7 @@ import ArgumentParser
 import Architectures
 import Foundation
 import MixLab
+import Recipes
 import SafeTensors
 
 enum MixLabVersion {
@@ -31,7 +32,7 @@ struct SynthCommand: ParsableCommand {
     guard let d = DType(userSpelling: dtype), [.f16, .bf16, .f32].contains(d) else {
       throw ValidationError("--dtype must be f16, bf16 or f32 (got \"\(dtype)\")")
     }
-    if let shardSize, ByteSize.parse(shardSize) == nil {
+    if let shardSize, ByteCount.parse(shardSize) == nil {
       throw ValidationError("--shard-size must be a size such as 50MB or 2GB (got \"\(shardSize)\")")
     }
   }
@@ -40,7 +41,7 @@ struct SynthCommand: ParsableCommand {
     let extras = Set((with ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
     let s = Synthesizer(
       architecture: Architecture(rawValue: arch)!, count: count, seed: seed, scale: scale,
-      dtype: DType(userSpelling: dtype)!, extras: extras, shardBytes: shardSize.flatMap(ByteSize.parse))
+      dtype: DType(userSpelling: dtype)!, extras: extras, shardBytes: shardSize.flatMap(ByteCount.parse))
     let report = try Synth.run(s, to: out, quiet: json)
     if json {
       print(try Format.json(report))

@@ -6,5 +6,8 @@ struct MixLabCommand: ParsableCommand {
     commandName: "mixlab",
     abstract: "Reproducible model merging: recipes in, byte-identical checkpoints and provenance out.",
     version: MixLabVersion.string,
-    subcommands: [SynthCommand.self, InspectCommand.self])
+    subcommands: [
+      InitCommand.self, RunCommand.self, LogCommand.self, ShowCommand.self, ReproduceCommand.self, IndexCommand.self,
+      SynthCommand.self, InspectCommand.self,
+    ])
 }

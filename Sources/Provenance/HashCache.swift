@@ -15,13 +15,18 @@ public struct FileHashes: Sendable, Equatable {
   public var tensorDataSHA256: String
   /// Tensor name → SHA-256 of its bytes.
   public var tensorSHA256: [String: String]
+  /// Tensors holding NaN or infinite values (found in the same read).
+  public var nonFinite: [NonFinite]
   /// True when the values came from the cache and no byte of the file was read.
   public var fromCache: Bool
 
-  public init(sha256: String, tensorDataSHA256: String, tensorSHA256: [String: String], fromCache: Bool) {
+  public init(
+    sha256: String, tensorDataSHA256: String, tensorSHA256: [String: String], nonFinite: [NonFinite] = [], fromCache: Bool
+  ) {
     self.sha256 = sha256
     self.tensorDataSHA256 = tensorDataSHA256
     self.tensorSHA256 = tensorSHA256
+    self.nonFinite = nonFinite
     self.fromCache = fromCache
   }
 }
@@ -57,11 +62,12 @@ public struct HashCache: Sendable {
       let hit = try index.lookup(
         path: key, device: mapped.device, inode: mapped.inode, size: mapped.size, mtimeNs: mapped.mtimeNanoseconds,
         ctimeNs: mapped.ctimeNanoseconds),
-      let tensors = hit.tensorSHA256
+      let tensors = hit.tensorSHA256, let nonFinite = hit.nonFinite
     {
-      return FileHashes(sha256: hit.sha256, tensorDataSHA256: hit.tensorDataSHA256, tensorSHA256: tensors, fromCache: true)
+      return FileHashes(
+        sha256: hit.sha256, tensorDataSHA256: hit.tensorDataSHA256, tensorSHA256: tensors, nonFinite: nonFinite, fromCache: true)
     }
-    let scan = Scanner.scan(file, perTensor: true, scanNonFinite: false)
+    let scan = Scanner.scan(file, perTensor: true, scanNonFinite: true)
     // If the file was written to or replaced while we read it, the digests describe no
     // version of it: refuse rather than cache them.
     let now = try HashCache.identity(of: key)
@@ -75,8 +81,24 @@ public struct HashCache: Sendable {
       CachedHash(
         path: key, device: mapped.device, inode: mapped.inode, size: mapped.size, mtimeNs: mapped.mtimeNanoseconds,
         ctimeNs: mapped.ctimeNanoseconds, sha256: scan.sha256, tensorDataSHA256: scan.tensorDataSHA256,
-        tensorSHA256: tensors))
-    return FileHashes(sha256: scan.sha256, tensorDataSHA256: scan.tensorDataSHA256, tensorSHA256: tensors, fromCache: false)
+        tensorSHA256: tensors, nonFinite: scan.nonFinite))
+    return FileHashes(
+      sha256: scan.sha256, tensorDataSHA256: scan.tensorDataSHA256, tensorSHA256: tensors, nonFinite: scan.nonFinite,
+      fromCache: false)
+  }
+
+  /// The cached hashes of `file` when the cache holds a valid entry, else nil; reads nothing.
+  public func cachedHashes(of file: SafeTensorsFile) throws -> FileHashes? {
+    let mapped = file.file
+    let key = try HashCache.resolvedPath(file.path)
+    guard
+      let hit = try index.lookup(
+        path: key, device: mapped.device, inode: mapped.inode, size: mapped.size, mtimeNs: mapped.mtimeNanoseconds,
+        ctimeNs: mapped.ctimeNanoseconds),
+      let tensors = hit.tensorSHA256, let nonFinite = hit.nonFinite
+    else { return nil }
+    return FileHashes(
+      sha256: hit.sha256, tensorDataSHA256: hit.tensorDataSHA256, tensorSHA256: tensors, nonFinite: nonFinite, fromCache: true)
   }
 
   /// `path` made absolute with symbolic links resolved, so one file has one cache entry.

@@ -121,6 +121,7 @@ public struct IndexDB: Sendable {
         t.column("sha256", .text).notNull()
         t.column("tensor_data_sha256", .text).notNull()
         t.column("tensor_sha256", .text)  // JSON object, NULL when not computed
+        t.column("nonfinite", .text)  // JSON list of {key, nan, inf}, NULL when not scanned
       }
     }
     return migrator

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SafeTensors
 
 // One Codable record type per table of the index. Property names are Swift's; column names
 // (the CodingKeys) are the snake_case names of docs/provenance.md. Dictionaries and arrays
@@ -190,10 +191,12 @@ public struct CachedHash: Codable, Sendable, Equatable, FetchableRecord, Persist
   public var tensorDataSHA256: String
   /// Per-tensor hashes, when they were computed.
   public var tensorSHA256: [String: String]?
+  /// Tensors holding NaN/Inf, from the same read; nil when not scanned.
+  public var nonFinite: [NonFinite]?
 
   public init(
     path: String, device: UInt64, inode: UInt64, size: Int, mtimeNs: Int64, ctimeNs: Int64, sha256: String,
-    tensorDataSHA256: String, tensorSHA256: [String: String]?
+    tensorDataSHA256: String, tensorSHA256: [String: String]?, nonFinite: [NonFinite]? = nil
   ) {
     self.path = path
     self.device = Int64(bitPattern: device)
@@ -204,6 +207,7 @@ public struct CachedHash: Codable, Sendable, Equatable, FetchableRecord, Persist
     self.sha256 = sha256
     self.tensorDataSHA256 = tensorDataSHA256
     self.tensorSHA256 = tensorSHA256
+    self.nonFinite = nonFinite
   }
 
   enum CodingKeys: String, CodingKey, ColumnExpression {
@@ -212,5 +216,6 @@ public struct CachedHash: Codable, Sendable, Equatable, FetchableRecord, Persist
     case ctimeNs = "ctime_ns"
     case tensorDataSHA256 = "tensor_data_sha256"
     case tensorSHA256 = "tensor_sha256"
+    case nonFinite = "nonfinite"
   }
 }

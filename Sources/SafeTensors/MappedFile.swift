@@ -1,3 +1,4 @@
+internal import CShims
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -85,4 +86,12 @@ public final class MappedFile: @unchecked Sendable {
     guard hi > lo else { return }
     _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, Int32(MADV_WILLNEED))
   }
+}
+
+/// Resident memory of this process, for records and benchmarks.
+public enum ProcessMemory {
+  /// Peak resident set size in bytes (VmHWM), 0 where unknown.
+  public static var peakResidentBytes: Int { Int(mixlab_peak_rss_bytes()) }
+  /// Current resident set size in bytes (VmRSS), 0 where unknown.
+  public static var currentResidentBytes: Int { Int(mixlab_current_rss_bytes()) }
 }

@@ -1,0 +1,89 @@
+import Architectures
+import MergeEngine
+import Recipes
+import SafeTensors
+
+/// Turns a parsed recipe into the engine's `MergeSpec`, once the inputs are open (block
+/// lists need the architecture to name their positions).
+public enum SpecBuilder {
+  public static func build(_ recipe: Recipe, inputs: [Checkpoint]) throws -> MergeSpec {
+    let inputIndex = Dictionary(uniqueKeysWithValues: recipe.inputs.enumerated().map { ($1.name, $0) })
+    let stepIndex = Dictionary(uniqueKeysWithValues: recipe.steps.enumerated().map { ($1.name, $0) })
+    func ref(_ name: String) -> Ref {
+      if let i = inputIndex[name] { return .input(i) }
+      return .node(stepIndex[name]!)
+    }
+    let reference = referenceInput(recipe, inputIndex: inputIndex)
+    let arch = Detection.architecture(of: inputs[reference].entries.map { ($0.info.name, $0.info.shape) })
+    let blockNames = BlockMap(architecture: arch, timeEmbed: recipe.output.timeEmbed).blockNames
+    func engine(_ p: RecipeParam, step: String, name: String) throws -> ParamValue {
+      do {
+        return try p.engineValue(blockNames: blockNames)
+      } catch {
+        let line = recipe.steps.first { $0.name == step }?.line ?? 1
+        throw RecipeError(file: recipe.file, line: line, column: 1, message: "step `\(step)`, \(name): \(error.message)")
+      }
+    }
+    var nodes: [NodeSpec] = []
+    for s in recipe.steps {
+      var params: [String: ParamValue] = [:]
+      for (k, v) in s.params { params[k] = try engine(v, step: s.name, name: k) }
+      var weights: [ParamValue]?
+      if let w = s.weights {
+        weights = []
+        for (i, v) in w.enumerated() { weights!.append(try engine(v, step: s.name, name: "weights[\(i)]")) }
+      }
+      let info = Catalog.info(s.method)
+      nodes.append(
+        NodeSpec(
+          id: s.name, method: s.method, operands: s.models.map(ref), base: s.base.map(ref), weights: weights, params: params,
+          options: s.options, seed: info.seeded ? (s.seed ?? recipe.output.seed) : nil))
+    }
+    var rules: [AssemblyRule] = []
+    for r in recipe.output.assemble {
+      let selector: KeySelector
+      switch r.selector {
+      case .all: selector = .all
+      case .components(let c): selector = .components(Set(c))
+      case .blocks(let b): selector = .blocks(Set(b))
+      case .match(let g): selector = .pattern(.glob(g))
+      case .regex(let x): selector = .pattern(.regex(x))
+      }
+      let source: Source
+      switch r.source {
+      case .drop: source = .drop
+      case .ema(let n): source = .inputEMA(inputIndex[n]!)
+      case .from(let n):
+        switch ref(n) {
+        case .input(let i): source = .input(i)
+        case .node(let j): source = .node(j)
+        }
+      }
+      rules.append(AssemblyRule(selector: selector, source: source))
+    }
+    var metadata = recipe.output.metadata
+    metadata["format"] = "pt"
+    metadata["mixlab.recipe_sha256"] = recipe.hash
+    metadata["mixlab.engine"] = Engine.version
+    return MergeSpec(
+      inputNames: recipe.inputs.map(\.name), nodes: nodes, main: ref(recipe.output.from), rules: rules, reference: reference,
+      computeType: recipe.output.compute, outputDType: recipe.output.dtype, seed: recipe.output.seed,
+      timeEmbed: recipe.output.timeEmbed, keyPolicy: recipe.output.keyPolicy, nonFinitePolicy: recipe.output.nonFinite,
+      metadata: metadata)
+  }
+
+  /// The input that defines the output's keys: `output.reference`, else the base of the main
+  /// step (following steps down), else its first model, else the first input.
+  static func referenceInput(_ recipe: Recipe, inputIndex: [String: Int]) -> Int {
+    if let r = recipe.output.reference, let i = inputIndex[r] { return i }
+    var name = recipe.output.from
+    var guardCount = 0
+    while guardCount < 1000 {
+      guardCount += 1
+      if let i = inputIndex[name] { return i }
+      guard let s = recipe.steps.first(where: { $0.name == name }) else { break }
+      name = s.base ?? s.models[0]
+    }
+    return 0
+  }
+}
