@@ -195,6 +195,8 @@ struct TensorRun<T: ComputeScalar> {
     let whole = kernels.contains { $0.wholeTensor }
     groupRows = whole ? max(rows, 1) : max(1, Engine.groupElements / rowLength)
     groupCount = count == 0 ? 0 : (rows + groupRows - 1) / groupRows
+    let capacity = min(count, groupRows * rowLength)
+    for k in kernels.indices { kernels[k].setGroupCapacity(capacity) }
   }
 
   static func makeKernel(_ m: ResolvedMethod, key: String, operands: Int, hasBase: Bool, elementCount: Int) -> any Kernel<T> {

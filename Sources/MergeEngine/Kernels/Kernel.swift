@@ -38,6 +38,8 @@ public protocol Kernel<T> {
   mutating func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>)
   mutating func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError)
   func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>)
+  /// Tells the kernel the largest group it will see (for per-group statistics slots).
+  mutating func setGroupCapacity(_ capacity: Int)
 }
 
 extension Kernel {
@@ -51,6 +53,7 @@ extension Kernel {
   ) {}
   public mutating func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {}
   public mutating func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {}
+  public mutating func setGroupCapacity(_ capacity: Int) {}
 }
 
 /// Engine constants that are part of the output's definition.

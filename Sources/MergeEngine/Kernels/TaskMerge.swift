@@ -73,10 +73,16 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
 
   enum PassKind: Equatable {
     case l1
+    /// Small tensors: every magnitude key gathered, selection by sorting (same result as
+    /// the radix passes, without their 64 Ki-bucket histograms per model).
+    case gather
     case radix(digit: Int)
     case ties
     case gram
   }
+
+  /// Tensors with at most this many keys over all models are selected by gathering.
+  static var gatherLimit: Int { 1 << 22 }
 
   let config: Config
   let key: String
@@ -91,6 +97,9 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
   var boundaries: [[RankBoundary]]
   var tieRunning: [Int]
   var tiePrefix: [[Int]] = []
+  var gathered: [[UInt64]] = []
+  var gatheredGroupSizes: [Int] = []
+  var groupCapacity = Engine.groupElements
   var gram: GramMatrix
   var combineCoefficients: [Double] = []
   var stockT = 1.0
@@ -131,8 +140,12 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
     }
     boundaries = Array(repeating: b, count: models)
     if !b.isEmpty {
-      for d in 0..<digits { p.append(.radix(digit: d)) }
-      p.append(.ties)
+      if models * elementCount <= Self.gatherLimit {
+        p.append(.gather)
+      } else {
+        for d in 0..<digits { p.append(.radix(digit: d)) }
+        p.append(.ties)
+      }
     }
     switch config.combine {
     case .geometricMedian, .modelStock(_, _, false): p.append(.gram)
@@ -160,6 +173,7 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
   func slots(pass: Int) -> (ordered: Int, counters: Int) {
     switch passes[pass] {
     case .l1: return (2 * models, 0)
+    case .gather: return (models * groupCapacity, 0)
     case .radix: return (0, models * boundaryCount * 65536)
     case .ties: return (models * boundaryCount, 0)
     case .gram: return (GramMatrix.upperCount(models), 0)
@@ -292,6 +306,13 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
           ordered[2 * i] = before
           ordered[2 * i + 1] = after
         }
+      case .gather:
+        prepare(group: group, operands: operands, stage: .scaled, deltas: d, tieStart: nil)
+        for i in 0..<models {
+          let v = d + i * n
+          let slot = ordered + i * groupCapacity
+          for e in 0..<n { slot[e] = Double(bitPattern: v[e].magnitudeKey) }
+        }
       case .radix(let digit):
         prepare(group: group, operands: operands, stage: .scaled, deltas: d, tieStart: nil)
         let shift = UInt64(16 * (digits - 1 - digit))
@@ -337,6 +358,13 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
     switch passes[pass] {
     case .l1:
       for j in 0..<(2 * models) { l1Sums[j] += ordered[j] }
+    case .gather:
+      if gathered.isEmpty { gathered = Array(repeating: [], count: models) }
+      for i in 0..<models {
+        let slot = ordered + i * groupCapacity
+        for e in 0..<group.count { gathered[i].append(slot[e].bitPattern) }
+      }
+      gatheredGroupSizes.append(group.count)
     case .radix:
       break
     case .ties:
@@ -357,6 +385,39 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
         let after = l1Sums[2 * i + 1]
         l1Factor[i] = before < 1e-7 || after < 1e-7 ? 1 : before / after
       }
+    case .gather:
+      let bc = boundaryCount
+      for i in 0..<models {
+        let sorted = gathered[i].sorted(by: >)
+        for b in 0..<bc {
+          let r = min(boundaries[i][b].rank, max(0, sorted.count - 1))
+          let k = sorted.isEmpty ? 0 : sorted[r]
+          var first = r
+          while first > 0 && sorted[first - 1] == k { first -= 1 }
+          var last = r
+          while last + 1 < sorted.count && sorted[last + 1] == k { last += 1 }
+          boundaries[i][b].key = k
+          boundaries[i][b].above = first
+          boundaries[i][b].equalCount = last - first + 1
+        }
+      }
+      // Tie positions: equal keys before each group, in element order.
+      var running = Array(repeating: 0, count: models * bc)
+      var start = 0
+      for size in gatheredGroupSizes {
+        tiePrefix.append(running)
+        for i in 0..<models {
+          for b in 0..<bc {
+            let k = boundaries[i][b].key
+            var c = 0
+            for e in start..<(start + size) where gathered[i][e] == k { c += 1 }
+            running[i * bc + b] += c
+          }
+        }
+        start += size
+      }
+      gathered = []
+      gatheredGroupSizes = []
     case .radix(let digit):
       let bc = boundaryCount
       for i in 0..<models {
@@ -379,9 +440,11 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
   }
 
   func tieStartFor(_ group: Group) -> [Int]? {
-    guard boundaryCount > 0, wantsPass(passes.firstIndex(of: .ties) ?? 0) else { return nil }
-    return group.index < tiePrefix.count ? tiePrefix[group.index] : nil
+    guard boundaryCount > 0, group.index < tiePrefix.count else { return nil }
+    return tiePrefix[group.index]
   }
+
+  mutating func setGroupCapacity(_ capacity: Int) { groupCapacity = capacity }
 
   /// Zeroes entries whose sign disagrees with the elected sign (when electing).
   func filter(_ d: UnsafeMutablePointer<T>, count n: Int) {
