@@ -29,6 +29,49 @@ final class TempDir {
     return try Checkpoint(path: file)
   }
 
+  /// Writes tensors with a dtype each (name → (dtype, shape, values)); integer dtypes are
+  /// stored as integers, so tests can check that merges copy them untouched.
+  func model(_ name: String, typed tensors: [String: (DType, [Int], [Double])]) throws -> Checkpoint {
+    let file = path + "/\(name).safetensors"
+    let specs = tensors.map { TensorSpec(name: $0.key, dtype: $0.value.0, shape: $0.value.1) }
+    let writer = try SafeTensorsWriter(path: file, specs: specs, metadata: [:])
+    for t in writer.tensors {
+      let values = tensors[t.name]!.2
+      precondition(values.count == t.elementCount)
+      let bytes = UnsafeMutableRawPointer.allocate(byteCount: max(1, t.byteCount), alignment: 16)
+      defer { bytes.deallocate() }
+      switch t.dtype {
+      case .i64:
+        for (j, v) in values.enumerated() { bytes.storeBytes(of: Int64(v), toByteOffset: 8 * j, as: Int64.self) }
+      case .i32:
+        for (j, v) in values.enumerated() { bytes.storeBytes(of: Int32(v), toByteOffset: 4 * j, as: Int32.self) }
+      default:
+        values.withUnsafeBufferPointer { Codec.encode($0.baseAddress!, count: values.count, as: t.dtype, into: bytes) }
+      }
+      try writer.append(UnsafeRawBufferPointer(start: bytes, count: t.byteCount))
+    }
+    try writer.finish()
+    return try Checkpoint(path: file)
+  }
+
+  /// Plans and runs a whole `MergeSpec` (non-finite counts taken from a real scan of the
+  /// inputs) and returns the merged tensors, the outcome and the plan.
+  func run(
+    _ spec: MergeSpec, inputs: [Checkpoint], threads: Int = 1, budget: Int = 1 << 28, name: String = "run"
+  ) throws -> (values: [String: [Double]], outcome: MergeOutcome, plan: MergePlan) {
+    var nonFinite: [Int: [String: NonFinite]] = [:]
+    for (i, c) in inputs.enumerated() {
+      for shard in c.shards {
+        for nf in Scanner.scan(shard, perTensor: false).nonFinite { nonFinite[i, default: [:]][nf.key] = nf }
+      }
+    }
+    let plan = try Planner.plan(spec, inputs: inputs, nonFinite: nonFinite)
+    let file = self.path + "/\(name).safetensors"
+    let outcome = try Executor.run(
+      plan, inputs: inputs, to: .file(file), options: ExecutionOptions(threads: threads, memoryBudget: budget))
+    return (try TempDir.read(file), outcome, plan)
+  }
+
   /// Reads every tensor of a merged file as Double.
   static func read(_ path: String) throws -> [String: [Double]] {
     let f = try SafeTensorsFile(path: path)
@@ -55,7 +98,8 @@ final class TempDir {
       computeType: compute, outputDType: out, seed: seed)
     let plan = try Planner.plan(spec, inputs: inputs)
     let path = self.path + "/\(name).safetensors"
-    let outcome = try Executor.run(plan, inputs: inputs, to: .file(path), options: ExecutionOptions(threads: threads, memoryBudget: budget))
+    let outcome = try Executor.run(
+      plan, inputs: inputs, to: .file(path), options: ExecutionOptions(threads: threads, memoryBudget: budget))
     return (try TempDir.read(path), outcome)
   }
 }

@@ -238,7 +238,8 @@ public enum GramSolvers {
   }
 
   /// mergekit's Karcher mean on the unit sphere (Riemannian gradient descent), scaled by the
-  /// weighted mean norm.
+  /// weighted mean norm. Weights are relative: mergekit always passes weights summing to 1,
+  /// so dividing by their sum gives its result and makes [1, 1] mean the same as [½, ½].
   public static func karcher(_ g: GramMatrix, weights: [Double], maxIter: Int, tol: Double) -> [Double] {
     let n = g.n
     if n == 1 { return [1] }
@@ -275,7 +276,8 @@ public enum GramSolvers {
       let un = g.norm(mean)
       if un > tol { mean = mean.map { $0 / un } }
     }
-    let scale = (0..<n).reduce(0.0) { $0 + weights[$1] * norms[$1] }
+    let total = weights.reduce(0, +)
+    let scale = (0..<n).reduce(0.0) { $0 + weights[$1] * norms[$1] } / (total != 0 ? total : 1)
     return mean.map { $0 * scale }
   }
 

@@ -231,8 +231,9 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
         let u = rng.unitDouble(start + e)
         v[e] = u < keep ? v[e] * scale : 0
       }
-    case .della(let density, let epsilon, _):
-      let rowLength = group.rowLength
+    case .della(let density, let epsilon, let wholeTensor):
+      // Tensor scope ranks over every element; the kernel then runs as one group.
+      let rowLength = wholeTensor ? n : group.rowLength
       let rows = n / rowLength
       withUnsafeTemporaryAllocation(of: Int.self, capacity: rowLength) { order in
         for r in 0..<rows {
