@@ -166,7 +166,7 @@ struct TensorRun<T: ComputeScalar> {
   let options: ExecutionOptions
   let leafFiles: [SafeTensorsFile]
   let leafInfos: [TensorInfo]
-  var kernels: [any Kernel<T>]
+  let kernels: [AnyKernel<T>]
   let rows: Int
   let rowLength: Int
   let groupRows: Int
@@ -199,11 +199,11 @@ struct TensorRun<T: ComputeScalar> {
     for k in kernels.indices { kernels[k].setGroupCapacity(capacity) }
   }
 
-  static func makeKernel(_ m: ResolvedMethod, key: String, operands: Int, hasBase: Bool, elementCount: Int) -> any Kernel<T> {
+  static func makeKernel(_ m: ResolvedMethod, key: String, operands: Int, hasBase: Bool, elementCount: Int) -> AnyKernel<T> {
     switch m {
-    case .linear(let form): return LinearKernel<T>(form: form)
-    case .gram(let solver): return GramKernel<T>(solver: solver, key: key, count: operands, hasBase: hasBase)
-    case .task(let config): return TaskMergeKernel<T>(config: config, key: key, models: operands, elementCount: elementCount)
+    case .linear(let form): return .linear(LinearKernel<T>(form: form))
+    case .gram(let solver): return .gram(GramKernel<T>(solver: solver, key: key, count: operands, hasBase: hasBase))
+    case .task(let config): return .task(TaskMergeKernel<T>(config: config, key: key, models: operands, elementCount: elementCount))
     }
   }
 

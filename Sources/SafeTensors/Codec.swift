@@ -10,11 +10,9 @@ public enum Codec {
     case .f32:
       (UnsafeMutableRawPointer(dst)).copyMemory(from: src, byteCount: count * 4)
     case .f16:
-      FloatBits.halfToFloatTable.withUnsafeBufferPointer { table in
-        for i in 0..<count {
-          let h = src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)
-          dst[i] = Float(bitPattern: table[Int(h)])
-        }
+      for i in 0..<count {
+        let h = src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)
+        dst[i] = Float(bitPattern: FloatBits.halfToFloatBits(h))
       }
     case .bf16:
       for i in 0..<count {
@@ -56,11 +54,9 @@ public enum Codec {
     case .f32:
       for i in 0..<count { dst[i] = Double(src.loadUnaligned(fromByteOffset: i &* 4, as: Float.self)) }
     case .f16:
-      FloatBits.halfToFloatTable.withUnsafeBufferPointer { table in
-        for i in 0..<count {
-          let h = src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)
-          dst[i] = Double(Float(bitPattern: table[Int(h)]))
-        }
+      for i in 0..<count {
+        let h = src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self)
+        dst[i] = Double(Float(bitPattern: FloatBits.halfToFloatBits(h)))
       }
     case .bf16:
       for i in 0..<count {

@@ -20,7 +20,22 @@ public enum FloatBits {
 
   @inline(__always)
   public static func halfToFloat(_ h: UInt16) -> Float {
-    Float(bitPattern: halfToFloatTable[Int(h)])
+    Float(bitPattern: halfToFloatBits(h))
+  }
+
+  /// f16 → `Float` bits without branches or tables, so loops over it vectorize: rebias the
+  /// exponent; infinities/NaN get the rest of the exponent range; subnormals are renormalized
+  /// by one exact float subtraction (2⁻¹⁴·(1 + m/1024) − 2⁻¹⁴ = m·2⁻²⁴).
+  @inline(__always)
+  public static func halfToFloatBits(_ h: UInt16) -> UInt32 {
+    let hh = UInt32(h)
+    let sign = (hh & 0x8000) << 16
+    let em = hh & 0x7FFF
+    let o = (em << 13) &+ 0x3800_0000
+    let infNan = o &+ 0x3800_0000
+    let sub = (Float(bitPattern: o &+ 0x0080_0000) - Float(bitPattern: 0x3880_0000)).bitPattern
+    let r = em >= 0x7C00 ? infNan : (em < 0x0400 ? sub : o)
+    return sign | r
   }
 
   @inline(__always)
@@ -61,23 +76,18 @@ public enum FloatBits {
   /// `Float` → f16 bits, round to nearest even; overflow gives ±infinity; NaN stays NaN.
   @inline(__always)
   public static func floatToHalf(_ f: Float) -> UInt16 {
-    var u = f.bitPattern
-    let sign = u & 0x8000_0000
-    u ^= sign
-    var o: UInt32
-    if u >= 0x4780_0000 {  // ≥ 65536: infinity, or NaN
-      o = u > 0x7F80_0000 ? (0x7E00 | ((u >> 13) & 0x3FF)) : 0x7C00
-    } else if u < 0x3880_0000 {  // below the smallest normal half: subnormal or zero
-      // Adding 0.5 aligns the 10 mantissa bits at the bottom; FP addition rounds to even.
-      let magic = Float(bitPattern: 0x3F00_0000)
-      let r = Float(bitPattern: u) + magic
-      o = r.bitPattern &- 0x3F00_0000
-    } else {
-      let mantOdd = (u >> 13) & 1
-      u = u &+ 0xC800_0FFF  // rebias exponent (15 − 127) and add the rounding bias
-      u = u &+ mantOdd
-      o = u >> 13
-    }
+    // All three cases are computed and one is selected, so loops over this vectorize.
+    let bits = f.bitPattern
+    let sign = bits & 0x8000_0000
+    let u = bits ^ sign
+    // ≥ 65536: infinity, or NaN (payload's top bits kept, quiet bit set).
+    let special: UInt32 = u > 0x7F80_0000 ? (0x7E00 | ((u >> 13) & 0x3FF)) : 0x7C00
+    // Below the smallest normal half: adding 0.5 aligns the 10 mantissa bits at the bottom and
+    // the float addition rounds to nearest even.
+    let sub = (Float(bitPattern: u) + Float(bitPattern: 0x3F00_0000)).bitPattern &- 0x3F00_0000
+    // Normal: rebias the exponent (15 − 127), add the rounding bias and the odd bit.
+    let normal = (u &+ 0xC800_0FFF &+ ((u >> 13) & 1)) >> 13
+    let o = u >= 0x4780_0000 ? special : (u < 0x3880_0000 ? sub : normal)
     return UInt16(truncatingIfNeeded: o | (sign >> 16))
   }
 

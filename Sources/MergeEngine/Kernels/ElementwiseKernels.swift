@@ -17,8 +17,10 @@ public enum LinearForm: Sendable, Equatable {
     case sumTwice(Double, Double)
 }
 
-struct LinearKernel<T: ComputeScalar>: Kernel {
-  var form: LinearForm
+final class LinearKernel<T: ComputeScalar>: Kernel {
+  let form: LinearForm
+
+  init(form: LinearForm) { self.form = form }
 
   func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>) {
     let n = group.count

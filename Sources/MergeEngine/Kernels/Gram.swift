@@ -108,7 +108,7 @@ public enum GramSolver: Sendable, Equatable {
   case karcher(weights: [Double], maxIter: Int, tol: Double)
 }
 
-struct GramKernel<T: ComputeScalar>: Kernel {
+final class GramKernel<T: ComputeScalar>: Kernel {
   var solver: GramSolver
   var key: String
   var count: Int
@@ -135,11 +135,11 @@ struct GramKernel<T: ComputeScalar>: Kernel {
     Dots.gram(operands.values, base: operands.base, count: group.count, into: ordered)
   }
 
-  mutating func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {
+  func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {
     gram.add(upper: ordered)
   }
 
-  mutating func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {
+  func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {
     switch solver {
     case .slerp(let t, let interpolate): coefficients = GramSolvers.slerp(gram, t: t, interpolateNorms: interpolate)
     case .multislerp(let w, let normalize, let eps):

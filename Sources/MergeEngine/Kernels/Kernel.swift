@@ -24,7 +24,7 @@ public struct Operands<T: ComputeScalar> {
 ///
 /// `partial` must be a pure function of the group's data: it runs on any thread. `combine` is
 /// called in group order; `counters` (exact integer histograms) are summed over workers.
-public protocol Kernel<T> {
+public protocol Kernel<T>: AnyObject {
   associatedtype T: ComputeScalar
   /// Number of statistics passes; a pass may still be skipped (`wantsPass`).
   var passCount: Int { get }
@@ -35,11 +35,11 @@ public protocol Kernel<T> {
   func partial(
     pass: Int, group: Group, operands: Operands<T>, ordered: UnsafeMutablePointer<Double>,
     counters: UnsafeMutablePointer<UInt32>)
-  mutating func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>)
-  mutating func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError)
+  func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>)
+  func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError)
   func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>)
   /// Tells the kernel the largest group it will see (for per-group statistics slots).
-  mutating func setGroupCapacity(_ capacity: Int)
+  func setGroupCapacity(_ capacity: Int)
 }
 
 extension Kernel {
@@ -51,9 +51,9 @@ extension Kernel {
     pass: Int, group: Group, operands: Operands<T>, ordered: UnsafeMutablePointer<Double>,
     counters: UnsafeMutablePointer<UInt32>
   ) {}
-  public mutating func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {}
-  public mutating func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {}
-  public mutating func setGroupCapacity(_ capacity: Int) {}
+  public func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {}
+  public func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {}
+  public func setGroupCapacity(_ capacity: Int) {}
 }
 
 /// Engine constants that are part of the output's definition.
@@ -63,4 +63,88 @@ public enum Engine {
   public static let version = "1"
   /// Target elements per group (whole rows, at least one row).
   public static let groupElements = 65536
+}
+
+/// The kernels with static dispatch: `TensorRun<Float>` calls each case's methods directly,
+/// so the compiler specializes them for the compute type (calls through `any Kernel<T>`
+/// would run the unspecialized generic code, several times slower).
+enum AnyKernel<T: ComputeScalar> {
+  case linear(LinearKernel<T>)
+  case gram(GramKernel<T>)
+  case task(TaskMergeKernel<T>)
+
+  var passCount: Int {
+    switch self {
+    case .linear(let k): return k.passCount
+    case .gram(let k): return k.passCount
+    case .task(let k): return k.passCount
+    }
+  }
+
+  var wholeTensor: Bool {
+    switch self {
+    case .linear(let k): return k.wholeTensor
+    case .gram(let k): return k.wholeTensor
+    case .task(let k): return k.wholeTensor
+    }
+  }
+
+  func wantsPass(_ pass: Int) -> Bool {
+    switch self {
+    case .linear(let k): return k.wantsPass(pass)
+    case .gram(let k): return k.wantsPass(pass)
+    case .task(let k): return k.wantsPass(pass)
+    }
+  }
+
+  func slots(pass: Int) -> (ordered: Int, counters: Int) {
+    switch self {
+    case .linear(let k): return k.slots(pass: pass)
+    case .gram(let k): return k.slots(pass: pass)
+    case .task(let k): return k.slots(pass: pass)
+    }
+  }
+
+  func partial(
+    pass: Int, group: Group, operands: Operands<T>, ordered: UnsafeMutablePointer<Double>,
+    counters: UnsafeMutablePointer<UInt32>
+  ) {
+    switch self {
+    case .linear(let k): k.partial(pass: pass, group: group, operands: operands, ordered: ordered, counters: counters)
+    case .gram(let k): k.partial(pass: pass, group: group, operands: operands, ordered: ordered, counters: counters)
+    case .task(let k): k.partial(pass: pass, group: group, operands: operands, ordered: ordered, counters: counters)
+    }
+  }
+
+  func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {
+    switch self {
+    case .linear(let k): k.combine(pass: pass, group: group, ordered: ordered)
+    case .gram(let k): k.combine(pass: pass, group: group, ordered: ordered)
+    case .task(let k): k.combine(pass: pass, group: group, ordered: ordered)
+    }
+  }
+
+  func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {
+    switch self {
+    case .linear(let k): try k.endPass(pass, counters: counters)
+    case .gram(let k): try k.endPass(pass, counters: counters)
+    case .task(let k): try k.endPass(pass, counters: counters)
+    }
+  }
+
+  func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>) {
+    switch self {
+    case .linear(let k): k.apply(group: group, operands: operands, into: out)
+    case .gram(let k): k.apply(group: group, operands: operands, into: out)
+    case .task(let k): k.apply(group: group, operands: operands, into: out)
+    }
+  }
+
+  func setGroupCapacity(_ capacity: Int) {
+    switch self {
+    case .linear(let k): k.setGroupCapacity(capacity)
+    case .gram(let k): k.setGroupCapacity(capacity)
+    case .task(let k): k.setGroupCapacity(capacity)
+    }
+  }
 }

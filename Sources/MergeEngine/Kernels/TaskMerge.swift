@@ -63,7 +63,7 @@ public struct TaskConfig: Equatable, Sendable {
 /// by count, geometric median, or model stock), scaled by λ and added to the base.
 /// task_arithmetic, ties, dare, della, breadcrumbs, model_stock, geometric_median and the
 /// presets TIES-SOUP, TSD, TGMD and DGMLA are configurations of it (docs/methods.md).
-struct TaskMergeKernel<T: ComputeScalar>: Kernel {
+final class TaskMergeKernel<T: ComputeScalar>: Kernel {
   typealias Config = TaskConfig
   typealias Drop = TaskConfig.Drop
   typealias Rescale = TaskConfig.Rescale
@@ -355,7 +355,7 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
     }
   }
 
-  mutating func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {
+  func combine(pass: Int, group: Group, ordered: UnsafePointer<Double>) {
     switch passes[pass] {
     case .l1:
       for j in 0..<(2 * models) { l1Sums[j] += ordered[j] }
@@ -378,7 +378,7 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
     }
   }
 
-  mutating func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {
+  func endPass(_ pass: Int, counters: UnsafePointer<UInt32>) throws(MergeError) {
     switch passes[pass] {
     case .l1:
       for i in 0..<models {
@@ -445,7 +445,7 @@ struct TaskMergeKernel<T: ComputeScalar>: Kernel {
     return tiePrefix[group.index]
   }
 
-  mutating func setGroupCapacity(_ capacity: Int) { groupCapacity = capacity }
+  func setGroupCapacity(_ capacity: Int) { groupCapacity = capacity }
 
   /// Zeroes entries whose sign disagrees with the elected sign (when electing).
   func filter(_ d: UnsafeMutablePointer<T>, count n: Int) {
