@@ -113,7 +113,7 @@ public struct Synthesizer: Sendable {
     let total = specs.reduce(0) { $0 + $1.byteCount }
     if architecture != .llama {
       let path = path(of: index, in: folder)
-      let writer = try SafeTensorsWriter(path: path, specs: specs, metadata: meta)
+      let writer = try SafeTensorsWriter(path: path, specs: specs, metadata: meta, hashTensors: false)
       try fill(writer, model: index, totalBytes: total, progress: progress)
       let r = try writer.finish()
       return Output(index: index, path: path, size: r.size, sha256: r.sha256, tensors: specs.count)
@@ -130,7 +130,7 @@ public struct Synthesizer: Sendable {
     var done = 0
     for (s, group) in shards.enumerated() {
       let name = shards.count == 1 ? "model.safetensors" : Sharding.shardName(s, of: shards.count)
-      let writer = try SafeTensorsWriter(path: dir + "/" + name, specs: group, metadata: meta)
+      let writer = try SafeTensorsWriter(path: dir + "/" + name, specs: group, metadata: meta, hashTensors: false)
       try fill(writer, model: index, totalBytes: total, doneBefore: done, progress: progress)
       done += group.reduce(0) { $0 + $1.byteCount }
       let r = try writer.finish()
@@ -226,6 +226,9 @@ public struct Synthesizer: Sendable {
     let (mean, std) = Synthesizer.statistics(of: t)
     // Uniform on [-1, 1) times √3·std has standard deviation std.
     let amp = std * 1.732_050_8
+    // One draw per element for the base value (top 24 bits), the shared delta direction
+    // (next 24 bits) and the conflict region (low 16 bits); one per model for its own noise
+    // (top 24 bits), spike position (low 16) and spike sign (bit 16).
     let base = CounterRNG(seed: seed, name: t.name, stream: 0)
     if model == 0 {
       for (j, e) in range.enumerated() {
@@ -233,32 +236,31 @@ public struct Synthesizer: Sendable {
       }
       return
     }
-    let shared = CounterRNG(seed: seed, name: t.name, stream: 1)
     let own = CounterRNG(seed: seed, name: t.name, stream: 100 &+ UInt64(model))
     let rows = CounterRNG(seed: seed, name: t.name, stream: 1_000_000 &+ UInt64(model))
     let deltaScale = 0.1 * amp
     let flip: Float = model % 2 == 1 ? -1 : 1
     let rowLength = max(1, t.rowLength)
-    var row = range.lowerBound / rowLength
-    var rowScale = 0.5 + 1.5 * rows.unit(row)
-    for (j, e) in range.enumerated() {
-      let r = e / rowLength
-      if r != row {
-        row = r
-        rowScale = 0.5 + 1.5 * rows.unit(row)
+    var e = range.lowerBound
+    var j = 0
+    while e < range.upperBound {
+      let row = e / rowLength
+      let rowEnd = min(range.upperBound, (row + 1) * rowLength)
+      let rowScale = 0.5 + 1.5 * rows.unit(row)
+      for x in e..<rowEnd {
+        let b = base.bits(x)
+        let o = own.bits(x)
+        let baseValue = mean + amp * (Float(b >> 40) * 0x1p-23 - 1)
+        let sharedValue = Float((b >> 16) & 0xFF_FFFF) * 0x1p-23 - 1
+        // 30 % of elements form the conflict region, where odd models flip the direction.
+        let direction = (b & 0xFFFF) < 19661 ? sharedValue * flip : sharedValue
+        let noise = Float(o >> 40) * 0x1p-23 - 1
+        // Sparse spikes (2 %) at model-specific positions, with a random sign.
+        let spike: Float = (o & 0xFFFF) < 1311 ? ((o >> 16) & 1 == 0 ? 8 : -8) : 0
+        values[j] = baseValue + deltaScale * (rowScale * (direction + 0.5 * noise) + spike)
+        j += 1
       }
-      let b = base.bits(e)
-      let s = shared.bits(e)
-      let o = own.bits(e)
-      let baseValue = mean + amp * (Float(b >> 40) * 0x1p-23 - 1)
-      let sharedValue = Float(s >> 40) * 0x1p-23 - 1
-      // Low 16 bits of the shared draw pick the conflict region (30 % of elements).
-      let conflict = (s & 0xFFFF) < 19661
-      let direction = conflict ? sharedValue * flip : sharedValue
-      let noise = Float(o >> 40) * 0x1p-23 - 1
-      // Low 16 bits of the model's draw place sparse spikes (2 %), bit 16 their sign.
-      let spike: Float = (o & 0xFFFF) < 1311 ? ((o >> 16) & 1 == 0 ? 8 : -8) : 0
-      values[j] = baseValue + deltaScale * (rowScale * (direction + 0.5 * noise) + spike)
+      e = rowEnd
     }
   }
 

@@ -107,6 +107,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   private let lock = NSLock()
   private var failure: String?
   private var finished = false
+  private let hashTensors: Bool
 
   private static let bufferSize = 8 << 20
   private var buffer: UnsafeMutableRawBufferPointer
@@ -135,8 +136,11 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   ///   - specs: the tensors, in any order (they are put in canonical order).
   ///   - metadata: `__metadata__` entries.
   /// - Throws: `SafeTensorsError.writeFailed` when the folder is not writable.
-  public init(path: String, specs: [TensorSpec], metadata: [String: String]) throws(SafeTensorsError) {
+  ///   - hashTensors: also hash the data section and each tensor (false: whole file only, for
+  ///     synthetic models; the result then holds empty strings for those).
+  public init(path: String, specs: [TensorSpec], metadata: [String: String], hashTensors: Bool = true) throws(SafeTensorsError) {
     self.path = path
+    self.hashTensors = hashTensors
     let (header, infos) = CanonicalLayout.header(for: specs, metadata: metadata)
     tensors = infos
     headerLength = header.count
@@ -246,7 +250,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     let dataStart = 8 + headerLength
     // Whole-file hash on one thread, data and per-tensor hashes on another.
     let shared = UncheckedSendable(chunk)
-    DispatchQueue.concurrentPerform(iterations: 2) { part in
+    DispatchQueue.concurrentPerform(iterations: hashTensors ? 2 : 1) { part in
       let chunk = shared.value
       if part == 0 {
         fileHash.update(chunk)
@@ -328,10 +332,10 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     finished = true
     SafeTensorsWriter.syncDirectory(of: path)
     var digests: [String: String] = [:]
-    for (t, d) in zip(tensors, tensorDigests) { digests[t.name] = d }
+    if hashTensors { for (t, d) in zip(tensors, tensorDigests) { digests[t.name] = d } }
     return WriteResult(
       path: path, size: totalSize, headerLength: headerLength, sha256: fileHash.finalizeHex(),
-      tensorDataSHA256: dataHash.finalizeHex(), tensorSHA256: digests)
+      tensorDataSHA256: hashTensors ? dataHash.finalizeHex() : "", tensorSHA256: digests)
   }
 
   /// fsyncs the folder holding `path` so a rename survives a power loss.
