@@ -33,6 +33,13 @@ public enum Scanner {
   ///   - perTensor: also compute a SHA-256 per tensor.
   ///   - scanNonFinite: count NaN/Inf per float tensor.
   public static func scan(_ file: SafeTensorsFile, perTensor: Bool, scanNonFinite: Bool = true) -> ScanResult {
+    scan(file, perTensor: perTensor, scanNonFinite: scanNonFinite, windowBytes: windowBytes)
+  }
+
+  /// The scan with a chosen window size, so tests can put window edges inside small files;
+  /// at least 8 bytes, so that an element spans at most two windows.
+  static func scan(_ file: SafeTensorsFile, perTensor: Bool, scanNonFinite: Bool, windowBytes: Int) -> ScanResult {
+    precondition(windowBytes >= 8, "scan windows must hold the widest element")
     final class State: @unchecked Sendable {
       // Each field is touched by exactly one of the two parts of each window, and windows
       // are processed one after the other.
