@@ -198,6 +198,16 @@ struct CheckpointTests {
     #expect(c.entries.map(\.info.name) == ["w.a", "w.b"])
   }
 
+  @Test("a Hugging Face folder with one model.safetensors and no index opens as that file")
+  func unindexedFolder() throws {
+    let dir = TempDir("ckpt")
+    try writeCanonical(dir.file("model.safetensors"), specs: Self.first, metadata: ["k": "v"]) { [UInt8](repeating: 1, count: $0.byteCount) }
+    try Data("{}".utf8).write(to: URL(fileURLWithPath: dir.file("config.json")))
+    let c = try Checkpoint(path: dir.path)
+    #expect(!c.isSharded && c.path == dir.path && c.shards.map(\.path) == [dir.file("model.safetensors")])
+    #expect(c.entries.map(\.info.name) == ["w.a", "w.b"] && c.metadata == ["k": "v"])
+  }
+
   @Test("a tensor listed in the index but missing from its shard is refused")
   func missingFromShard() throws {
     let dir = TempDir("ckpt")
@@ -261,7 +271,7 @@ struct CheckpointTests {
   func indexProblems() throws {
     let empty = TempDir("ckpt")
     let noIndex = try #require(#expect(throws: SafeTensorsError.self) { _ = try Checkpoint(path: empty.path) })
-    #expect(noIndex.localizedDescription.contains("has no model.safetensors.index.json"))
+    #expect(noIndex.localizedDescription.contains("has neither model.safetensors.index.json nor model.safetensors"))
 
     let two = TempDir("ckpt")
     try Self.makeShards(in: two, shards: [Self.first], indexName: "a.safetensors.index.json")
