@@ -90,7 +90,8 @@ struct DetectionTests {
     #expect(Detection.layerCounts(of: k.map(\.name), in: .sd2) == ["clip_h": 24, "unet": 25, "vae": 8])
     #expect(componentCounts(k, .sd2)["clip_h"] == 6 + 24 * 12)
     // The text encoder alone is enough, whatever the UNet's width says.
-    let textOnly = k.filter { $0.name.hasPrefix("cond_stage_model.") } + keys(.sd1).filter { $0.name.hasPrefix("model.diffusion_model.") }
+    let textOnly =
+      k.filter { $0.name.hasPrefix("cond_stage_model.") } + keys(.sd1).filter { $0.name.hasPrefix("model.diffusion_model.") }
     #expect(Detection.architecture(of: textOnly) == .sd2)
   }
 
@@ -135,12 +136,14 @@ struct DetectionTests {
     #expect(Detection.architecture(of: [("lora_unet_down_blocks_0_attentions_0_proj_in.lora_up.weight", [4, 4])]) == .unknown)
   }
 
-  @Test("components of special keys", arguments: [
-    ("model_ema.diffusion_modelinput_blocks00weight", "ema"), ("model_ema.decay", "ema"), ("denoiser.sigmas", "scheduler"),
-    ("alphas_cumprod", "scheduler"), ("lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight", "lora"),
-    ("model.diffusion_model.input_blocks.1.1.proj_in.lora_A.weight", "lora"), ("first_stage_model.decoder.conv_in.bias", "vae"),
-    ("cond_stage_model.transformer.text_model.embeddings.position_ids", "clip_l"), ("something.else", "other"),
-  ])
+  @Test(
+    "components of special keys",
+    arguments: [
+      ("model_ema.diffusion_modelinput_blocks00weight", "ema"), ("model_ema.decay", "ema"), ("denoiser.sigmas", "scheduler"),
+      ("alphas_cumprod", "scheduler"), ("lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight", "lora"),
+      ("model.diffusion_model.input_blocks.1.1.proj_in.lora_A.weight", "lora"), ("first_stage_model.decoder.conv_in.bias", "vae"),
+      ("cond_stage_model.transformer.text_model.embeddings.position_ids", "clip_l"), ("something.else", "other"),
+    ])
   func specialComponents(name: String, component: String) {
     #expect(Detection.component(of: name, in: .sd1) == component)
   }

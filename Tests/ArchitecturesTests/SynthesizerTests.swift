@@ -29,7 +29,8 @@ struct SynthesizerTests {
       #expect(spec.shape == k.shape, "\(spec.name)")
       #expect(spec.dtype == (k.dtype.isFloat ? .f16 : k.dtype), "\(spec.name)")
     }
-    let (header, _) = CanonicalLayout.header(for: specs, metadata: ["format": "pt", "mixlab.synth": String(repeating: "x", count: 60)])
+    let (header, _) = CanonicalLayout.header(
+      for: specs, metadata: ["format": "pt", "mixlab.synth": String(repeating: "x", count: 60)])
     let size = 8 + header.count + specs.reduce(0) { $0 + $1.byteCount }
     #expect(size > 2_125_000_000 && size < 2_135_000_000, "SD1 fp16 is \(size) bytes")
   }
@@ -147,7 +148,9 @@ struct SynthesizerTests {
     let single = Synthesizer(architecture: .llama, count: 1, seed: 5, scale: 0.03, dtype: .bf16)
     let one = try single.write(to: dir.file("single"))
     #expect(dir.listing("single/llama-00") == ["config.json", "model.safetensors"])
-    let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: one[0].path + "/config.json"))) as? [String: Any]
+    let config =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: one[0].path + "/config.json")))
+      as? [String: Any]
     let scaled = LlamaConfig.reference.scaled(0.03)
     #expect(config?["hidden_size"] as? Int == scaled.hiddenSize)
     #expect(config?["num_hidden_layers"] as? Int == 22)

@@ -46,7 +46,8 @@ enum Binary {
 
   /// Runs `mixlab args…` and waits for it.
   static func run(_ args: [String]) throws -> Run {
-    let bin = try #require(url, "the mixlab binary was not found next to the test bundle or in .build/debug; run `swift build` first")
+    let bin = try #require(
+      url, "the mixlab binary was not found next to the test bundle or in .build/debug; run `swift build` first")
     let p = Process()
     p.executableURL = bin
     p.arguments = args
@@ -58,7 +59,8 @@ enum Binary {
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
-    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    return Run(
+      status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
   }
 }
 
@@ -155,7 +157,9 @@ struct CLITests {
   func synthDeterministic() throws {
     let ws = Workspace()
     for dir in ["a", "b"] {
-      let r = try Binary.run(["synth", "--arch", "sdxl", "--count", "2", "--seed", "11", "--out", ws.file(dir), "--scale", "0.02", "--dtype", "bf16"])
+      let r = try Binary.run([
+        "synth", "--arch", "sdxl", "--count", "2", "--seed", "11", "--out", ws.file(dir), "--scale", "0.02", "--dtype", "bf16",
+      ])
       try #require(r.status == 0, "synth failed: \(r.stderr)")
     }
     for name in ["sdxl-00.safetensors", "sdxl-01.safetensors"] {
@@ -214,7 +218,8 @@ struct CLITests {
   func synthArguments() throws {
     let ws = Workspace()
     let cases: [([String], String)] = [
-      (["--arch", "sd2"], "--arch"), (["--arch", "sd1", "--scale", "0"], "--scale"), (["--arch", "sd1", "--scale", "1.5"], "--scale"),
+      (["--arch", "sd2"], "--arch"), (["--arch", "sd1", "--scale", "0"], "--scale"),
+      (["--arch", "sd1", "--scale", "1.5"], "--scale"),
       (["--arch", "sd1", "--dtype", "f8"], "--dtype"), (["--arch", "llama", "--shard-size", "lots"], "--shard-size"),
     ]
     for (extra, mention) in cases {
@@ -227,7 +232,10 @@ struct CLITests {
   @Test("a sharded Llama folder: inspect reads the index, reports each shard, and agrees with synth's hash")
   func shardedLlama() throws {
     let ws = Workspace()
-    let s = try Binary.run(["synth", "--arch", "llama", "--count", "1", "--seed", "2", "--out", ws.path, "--scale", "0.03", "--shard-size", "300KB", "--json"])
+    let s = try Binary.run([
+      "synth", "--arch", "llama", "--count", "1", "--seed", "2", "--out", ws.path, "--scale", "0.03", "--shard-size", "300KB",
+      "--json",
+    ])
     try #require(s.status == 0, "synth failed: \(s.stderr)")
     let model = try #require((try s.json()["models"] as? [[String: Any]])?.first)
     let folder = ws.file("llama-00")
@@ -255,7 +263,9 @@ struct CLITests {
   @Test("an unsharded Llama folder (config.json + model.safetensors) inspects as its one file")
   func unshardedLlama() throws {
     let ws = Workspace()
-    let s = try Binary.run(["synth", "--arch", "llama", "--count", "1", "--seed", "2", "--out", ws.path, "--scale", "0.02", "--json"])
+    let s = try Binary.run([
+      "synth", "--arch", "llama", "--count", "1", "--seed", "2", "--out", ws.path, "--scale", "0.02", "--json",
+    ])
     try #require(s.status == 0, "synth failed: \(s.stderr)")
     let model = try #require((try s.json()["models"] as? [[String: Any]])?.first)
     let folder = ws.file("llama-00")

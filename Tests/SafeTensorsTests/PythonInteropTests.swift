@@ -150,10 +150,11 @@ struct PythonView: Decodable {
 @Suite("Interop with the reference Python safetensors")
 struct PythonInteropTests {
   /// One tensor per writable dtype, with the specials each can hold, as raw bytes.
-  static let samples: [Sample] = Sample.all + [
-    Sample("f32.matrix", .f32, leBytes((0..<12).map { Float($0) * 0.25 - 1 }), (0..<12).map { Double($0) * 0.25 - 1 }),
-    Sample("bf16.subnormal", .bf16, leBytes([UInt16(0x0001), 0x807F, 0x7F7F]), [0x1p-133, -0x1.FCp-127, 0x1.FEp127]),
-  ]
+  static let samples: [Sample] =
+    Sample.all + [
+      Sample("f32.matrix", .f32, leBytes((0..<12).map { Float($0) * 0.25 - 1 }), (0..<12).map { Double($0) * 0.25 - 1 }),
+      Sample("bf16.subnormal", .bf16, leBytes([UInt16(0x0001), 0x807F, 0x7F7F]), [0x1p-133, -0x1.FCp-127, 0x1.FEp127]),
+    ]
 
   @Test("files mixlab writes load in the reference library with identical values and metadata")
   func referenceReadsOurFiles() throws {
@@ -266,7 +267,9 @@ struct PythonInteropTests {
     try #require(w.status == 0, "python failed: \(w.stderr)")
     let source = try SafeTensorsFile(path: numpyFile)
     let copy = dir.file("copy.safetensors")
-    try writeCanonical(copy, specs: source.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }, metadata: source.metadata) { t in
+    try writeCanonical(
+      copy, specs: source.tensors.map { TensorSpec(name: $0.name, dtype: $0.dtype, shape: $0.shape) }, metadata: source.metadata
+    ) { t in
       source.withBytes(of: source.info(t.name)!) { Array($0) }
     }
     let a = try runPython(pythonReader, [numpyFile])

@@ -15,7 +15,8 @@ func referenceNonFinite(_ dtype: DType, _ bytes: [UInt8]) -> (nan: Int, inf: Int
     case .bf16: v = Reference.bf16(UInt16(b[0]) | UInt16(b[1]) << 8)
     case .f8e4m3: v = Reference.e4m3(b[0])
     case .f8e5m2: v = Reference.e5m2(b[0])
-    case .f32: v = Double(Float(bitPattern: b.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }))
+    case .f32:
+      v = Double(Float(bitPattern: b.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }))
     case .f64: v = Double(bitPattern: b.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
     default: v = 0
     }
@@ -56,7 +57,10 @@ struct ScannerTests {
   func matchesWriter() throws {
     let dir = TempDir("scan")
     let path = dir.file("w.safetensors")
-    let r = try writeInChunks(path, specs: WriterTests.large + WriterTests.mixed.map { TensorSpec(name: "m." + $0.name, dtype: $0.dtype, shape: $0.shape) }, chunk: 1 << 20)
+    let r = try writeInChunks(
+      path,
+      specs: WriterTests.large + WriterTests.mixed.map { TensorSpec(name: "m." + $0.name, dtype: $0.dtype, shape: $0.shape) },
+      chunk: 1 << 20)
     let f = try SafeTensorsFile(path: path)
     let s = Scanner.scan(f, perTensor: true)
     #expect(s.sha256 == r.sha256)
@@ -95,7 +99,9 @@ struct ScannerTests {
   /// A hand-built file whose header padding shifts every tensor against the window edges:
   /// empty tensors first, between and last, every float dtype, and an integer tensor with
   /// float-special bit patterns.
-  static func windowFile(padding: Int, seed: UInt64) -> (bytes: [UInt8], expected: [String: (Int, Int)], tensors: [(String, Range<Int>)]) {
+  static func windowFile(padding: Int, seed: UInt64) -> (
+    bytes: [UInt8], expected: [String: (Int, Int)], tensors: [(String, Range<Int>)]
+  ) {
     var rng = SplitMix(seed)
     let layout: [(String, DType, Int)] = [
       ("a.empty", .f32, 0), ("f64", .f64, 37), ("mid.empty", .f16, 0), ("f32", .f32, 41), ("f16", .f16, 53),
@@ -145,7 +151,8 @@ struct ScannerTests {
     let path = dir.file("big.safetensors")
     let n = 17_000_000  // 68 MB of F32: one real 64 MiB window edge
     // An empty tensor at offset 0 and a small F64 tensor after the big one.
-    var header = "{\(entry("a.empty", "F32", [0], 0, 0)),\(entry("big", "F32", [n], 0, 4 * n)),\(entry("tail", "F64", [3], 4 * n, 4 * n + 24))}"
+    var header =
+      "{\(entry("a.empty", "F32", [0], 0, 0)),\(entry("big", "F32", [n], 0, 4 * n)),\(entry("tail", "F64", [3], 4 * n, 4 * n + 24))}"
     while (8 + header.utf8.count) % 4 != shift { header += " " }
     var data = [UInt8](repeating: 0, count: 4 * n + 24)
     let dataStart = 8 + header.utf8.count
@@ -155,7 +162,8 @@ struct ScannerTests {
     let nan: UInt32 = 0x7FC0_0001
     let inf: UInt32 = 0xFF80_0000
     let specials: [(Int, UInt32)] = [
-      (0, nan), (straddling - 2, inf), (straddling - 1, nan), (straddling, nan), (straddling + 1, inf), (straddling + 2, nan), (n - 1, inf),
+      (0, nan), (straddling - 2, inf), (straddling - 1, nan), (straddling, nan), (straddling + 1, inf), (straddling + 2, nan),
+      (n - 1, inf),
     ]
     for (i, bits) in specials { put(i, bits) }
     // tail: [NaN, 1.0, NaN] as F64.

@@ -48,7 +48,8 @@ struct WriterTests {
   func canonicalHeader() throws {
     let dir = TempDir("writer")
     let path = dir.file("canon.safetensors")
-    let r = try writeCanonical(path, specs: Self.mixed, metadata: ["zeta": "1", "alpha": "x\"y", "Beta": "é\n"], bytes: patternBytes)
+    let r = try writeCanonical(
+      path, specs: Self.mixed, metadata: ["zeta": "1", "alpha": "x\"y", "Beta": "é\n"], bytes: patternBytes)
     let json =
       "{\"__metadata__\":{\"Beta\":\"é\\n\",\"alpha\":\"x\\\"y\",\"zeta\":\"1\"},"
       + "\"u\":{\"dtype\":\"U64\",\"shape\":[1],\"data_offsets\":[0,8]},"
@@ -74,7 +75,9 @@ struct WriterTests {
 
   @Test("the order follows the reference rank of every dtype, then names byte by byte")
   func orderRule() {
-    let specs = DType.allCases.flatMap { d in ["b", "B", "a", "é", "a.10", "a.9"].map { TensorSpec(name: "\($0)-\(d.rawValue)", dtype: d, shape: [1]) } }
+    let specs = DType.allCases.flatMap { d in
+      ["b", "B", "a", "é", "a.10", "a.9"].map { TensorSpec(name: "\($0)-\(d.rawValue)", dtype: d, shape: [1]) }
+    }
     let ordered = CanonicalLayout.order(specs.reversed())
     let ranks = ordered.map(\.dtype.referenceRank)
     #expect(ranks == ranks.sorted(by: >))
@@ -110,7 +113,9 @@ struct WriterTests {
     TensorSpec(name: "z.empty", dtype: .u8, shape: [0, 7]),
   ]
 
-  @Test("streaming in odd chunk sizes gives the same file and hashes", arguments: [(false, 1), (false, 3), (false, 13), (true, 4093), (true, 1_048_579), (true, Int.max)])
+  @Test(
+    "streaming in odd chunk sizes gives the same file and hashes",
+    arguments: [(false, 1), (false, 3), (false, 13), (true, 4093), (true, 1_048_579), (true, Int.max)])
   func chunkSizes(large: Bool, chunk: Int) throws {
     let dir = TempDir("writer")
     let specs = large ? Self.large : Self.mixed
@@ -122,7 +127,8 @@ struct WriterTests {
     #expect(r.tensorSHA256 == reference.tensorSHA256)
   }
 
-  @Test("WriteResult hashes equal an independent SHA-256 of the file, the data section and each tensor", arguments: [false, true])
+  @Test(
+    "WriteResult hashes equal an independent SHA-256 of the file, the data section and each tensor", arguments: [false, true])
   func hashesAreRight(large: Bool) throws {
     let dir = TempDir("writer")
     let path = dir.file("h.safetensors")
