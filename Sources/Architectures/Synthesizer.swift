@@ -126,7 +126,7 @@ public struct Synthesizer: Sendable {
     let shards = shardBytes.map { Sharding.plan(specs, maxShardBytes: $0) } ?? [specs]
     var size = 0
     var weightMap: [String: String] = [:]
-    var digests: [String] = []
+    var digests: [(file: String, sha256: String)] = []
     var done = 0
     for (s, group) in shards.enumerated() {
       let name = shards.count == 1 ? "model.safetensors" : Sharding.shardName(s, of: shards.count)
@@ -135,15 +135,16 @@ public struct Synthesizer: Sendable {
       done += group.reduce(0) { $0 + $1.byteCount }
       let r = try writer.finish()
       size += r.size
-      digests.append("\(r.sha256)  \(name)")
+      digests.append((name, r.sha256))
       for t in group { weightMap[t.name] = name }
     }
     if shards.count > 1 {
       let index = Sharding.indexJSON(weightMap: weightMap, totalSize: total)
       try Data(index).write(to: URL(fileURLWithPath: dir + "/model.safetensors.index.json"), options: .atomic)
     }
-    return Output(
-      index: index, path: dir, size: size, sha256: Digest.sha256(digests.joined(separator: "\n")), tensors: specs.count)
+    // The hash `inspect` reports for the folder: the file's own, or the shards' combined.
+    let sha256 = digests.count == 1 ? digests[0].sha256 : ShardDigest.combine(digests)
+    return Output(index: index, path: dir, size: size, sha256: sha256, tensors: specs.count)
   }
 
   private func fill(

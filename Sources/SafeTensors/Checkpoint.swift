@@ -1,7 +1,8 @@
 import Foundation
 
-/// A model checkpoint: one .safetensors file, or a folder of shards described by a
-/// Hugging Face style `*.safetensors.index.json`.
+/// A model checkpoint: one .safetensors file, a folder of shards described by a Hugging Face
+/// style `*.safetensors.index.json`, or a Hugging Face folder holding a single
+/// `model.safetensors` and no index.
 public final class Checkpoint: Sendable {
   /// One tensor and the shard that holds it.
   public struct Entry: Sendable {
@@ -32,8 +33,8 @@ public final class Checkpoint: Sendable {
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
       throw .cannotOpen(path: path, reason: "no such file or folder")
     }
-    if !isDir.boolValue {
-      let f = try SafeTensorsFile(path: path)
+    if let single = isDir.boolValue ? Checkpoint.unindexedModelFile(in: path) : path {
+      let f = try SafeTensorsFile(path: single)
       shards = [f]
       indexPath = nil
       metadata = f.metadata
@@ -89,6 +90,15 @@ public final class Checkpoint: Sendable {
   /// Total bytes of tensor data over all shards.
   public var dataBytes: Int { shards.reduce(0) { $0 + $1.file.size - $1.dataStart } }
 
+  /// `model.safetensors` of a folder that has it and no index file, else nil.
+  private static func unindexedModelFile(in folder: String) -> String? {
+    let items = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
+    guard items.contains("model.safetensors"), !items.contains(where: { $0.hasSuffix(".safetensors.index.json") }) else {
+      return nil
+    }
+    return (folder as NSString).appendingPathComponent("model.safetensors")
+  }
+
   private static func readIndex(folder: String) throws(SafeTensorsError) -> (String, [String], [String: String], [String: String]) {
     let items = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
     let indexes = items.filter { $0.hasSuffix(".safetensors.index.json") }.sorted()
@@ -98,7 +108,7 @@ public final class Checkpoint: Sendable {
     } else if let first = indexes.first, indexes.count == 1 {
       index = (folder as NSString).appendingPathComponent(first)
     } else if indexes.isEmpty {
-      throw .shardIndex(path: folder, reason: "the folder has no model.safetensors.index.json; pass a .safetensors file or a sharded checkpoint folder")
+      throw .shardIndex(path: folder, reason: "the folder has neither model.safetensors.index.json nor model.safetensors; pass a .safetensors file or a checkpoint folder")
     } else {
       throw .shardIndex(path: folder, reason: "the folder has several index files (\(indexes.joined(separator: ", "))); pass one model's folder")
     }

@@ -33,6 +33,13 @@ public enum Scanner {
   ///   - perTensor: also compute a SHA-256 per tensor.
   ///   - scanNonFinite: count NaN/Inf per float tensor.
   public static func scan(_ file: SafeTensorsFile, perTensor: Bool, scanNonFinite: Bool = true) -> ScanResult {
+    scan(file, perTensor: perTensor, scanNonFinite: scanNonFinite, windowBytes: windowBytes)
+  }
+
+  /// The scan with a chosen window size, so tests can put window edges inside small files;
+  /// at least 8 bytes, so that an element spans at most two windows.
+  static func scan(_ file: SafeTensorsFile, perTensor: Bool, scanNonFinite: Bool, windowBytes: Int) -> ScanResult {
+    precondition(windowBytes >= 8, "scan windows must hold the widest element")
     final class State: @unchecked Sendable {
       // Each field is touched by exactly one of the two parts of each window, and windows
       // are processed one after the other.
@@ -47,13 +54,19 @@ public enum Scanner {
     let size = file.file.size
     let dataStart = file.dataStart
     let tensors = file.tensors
+    // True when `t` was completed before file offset `pos`. An empty tensor sitting exactly at
+    // `pos` is not: it is finished (its digest taken) when the walk reaches it.
+    @Sendable func isDone(_ t: TensorInfo, before pos: Int) -> Bool {
+      let end = dataStart + t.end
+      return end < pos || (end == pos && t.byteCount > 0)
+    }
     var windowStart = 0
     // Tensors overlapping a window, found by walking forward.
     var firstTensor = 0
     while windowStart < size {
       let windowEnd = min(size, windowStart + windowBytes)
       file.file.willNeed(windowEnd..<min(size, windowEnd + windowBytes))
-      while firstTensor < tensors.count, dataStart + tensors[firstTensor].end <= windowStart, tensors[firstTensor].byteCount > 0 {
+      while firstTensor < tensors.count, isDone(tensors[firstTensor], before: windowStart) {
         firstTensor += 1
       }
       let lo = windowStart
@@ -73,7 +86,7 @@ public enum Scanner {
             let info = tensors[t]
             let tBegin = dataStart + info.begin
             let tEnd = dataStart + info.end
-            if tEnd <= pos && info.byteCount > 0 {
+            if isDone(info, before: pos) {
               t += 1
               continue
             }

@@ -46,7 +46,8 @@ public enum Sharding {
 }
 
 /// How a sharded checkpoint gets one digest: SHA-256 of `sha256sum`-style lines
-/// ("<hex>  <file>\n"), sorted by file name.
+/// ("<hex>  <file>\n"), sorted by file name. `synth` and `inspect` both report it, so they
+/// name a sharded model by the same hash.
 public enum ShardDigest {
   public static func combine(_ parts: [(file: String, sha256: String)]) -> String {
     let text = parts.sorted { $0.file < $1.file }.map { "\($0.sha256)  \($0.file)\n" }.joined()

@@ -94,7 +94,7 @@ public enum CanonicalLayout {
 /// writer is dropped unfinished, the temporary file is removed and nothing is left behind.
 public final class SafeTensorsWriter: @unchecked Sendable {
   // Sendable: the caller's side (`append`, `finish`) is used from one thread at a time;
-  // state shared with the background queue is guarded by `lock`.
+  // everything the background queue touches lives in `sink`.
   public let path: String
   public let tensors: [TensorInfo]
   public let headerLength: Int
@@ -103,31 +103,19 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   private let tempPath: String
   private var fd: Int32
   private let queue = DispatchQueue(label: "mixlab.safetensors.writer")
-  private let inFlight = DispatchSemaphore(value: 3)
-  private let lock = NSLock()
-  private var failure: String?
+  // Queued jobs retain the sink, never the writer, so the writer's deinit always runs on the
+  // caller's thread and can wait for them (on the queue, `queue.sync` would deadlock).
+  private let sink: Sink
   private var finished = false
-  private let hashTensors: Bool
 
   private static let bufferSize = 8 << 20
   private var buffer: UnsafeMutableRawBufferPointer
   private var bufferFill = 0
   private var bufferFileOffset = 0
-  private var freeBuffers: [UnsafeMutableRawBufferPointer] = []
 
   // Position of the caller in the canonical stream.
   private var cursorTensor = 0
   private var cursorInTensor = 0
-
-  // Touched only on `queue`.
-  private var fileHash = StreamingSHA256()
-  private var dataHash = StreamingSHA256()
-  private var tensorHash = StreamingSHA256()
-  private var hashTensor = 0
-  private var hashInTensor = 0
-  private var tensorDigests: [String] = []
-  private var writtenBytes = 0
-  private var lastSyncStart = 0
 
   /// Creates the temporary file and writes the header.
   ///
@@ -135,12 +123,11 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   ///   - path: final location; replaced atomically on `finish`.
   ///   - specs: the tensors, in any order (they are put in canonical order).
   ///   - metadata: `__metadata__` entries.
+  ///   - hashTensors: also hash the data section and each tensor (false: whole file only, as
+  ///     synthetic models need; the result then holds an empty data digest and no tensor digests).
   /// - Throws: `SafeTensorsError.writeFailed` when the folder is not writable.
-  ///   - hashTensors: also hash the data section and each tensor (false: whole file only, for
-  ///     synthetic models; the result then holds empty strings for those).
   public init(path: String, specs: [TensorSpec], metadata: [String: String], hashTensors: Bool = true) throws(SafeTensorsError) {
     self.path = path
-    self.hashTensors = hashTensors
     let (header, infos) = CanonicalLayout.header(for: specs, metadata: metadata)
     tensors = infos
     headerLength = header.count
@@ -151,10 +138,10 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     guard fd >= 0 else {
       throw .writeFailed(path: path, reason: "cannot create a temporary file in \(dir.isEmpty ? "." : dir): \(String(cString: strerror(errno)))")
     }
+    sink = Sink(fd: fd, tensors: infos, dataStart: 8 + header.count, hashTensors: hashTensors)
     buffer = .allocate(byteCount: SafeTensorsWriter.bufferSize, alignment: 64)
     var prefix = [UInt8](repeating: 0, count: 8)
     withUnsafeBytes(of: UInt64(header.count).littleEndian) { for i in 0..<8 { prefix[i] = $0[i] } }
-    tensorDigests.reserveCapacity(infos.count)
     // The header goes through the same path as data so the file hash covers it.
     prefix.withUnsafeBytes { appendRaw($0) }
     header.withUnsafeBytes { appendRaw($0) }
@@ -168,7 +155,6 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       unlink(tempPath)
     }
     buffer.deallocate()
-    for b in freeBuffers { b.deallocate() }
   }
 
   /// The tensor the next `append` belongs to, or nil when all data has been supplied.
@@ -179,7 +165,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   /// - Throws: `SafeTensorsError.writerMisuse` when more bytes arrive than the layout
   ///   holds, or `.writeFailed` when an earlier background write failed.
   public func append(_ bytes: UnsafeRawBufferPointer) throws(SafeTensorsError) {
-    if let f = currentFailure() { throw .writeFailed(path: path, reason: f) }
+    if let f = sink.currentFailure() { throw .writeFailed(path: path, reason: f) }
     var remaining = bytes.count
     var at = 0
     while remaining > 0 {
@@ -204,12 +190,6 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     while cursorTensor < tensors.count, tensors[cursorTensor].byteCount == 0 { cursorTensor += 1 }
   }
 
-  private func currentFailure() -> String? {
-    lock.lock()
-    defer { lock.unlock() }
-    return failure
-  }
-
   private func appendRaw(_ bytes: UnsafeRawBufferPointer) {
     var at = 0
     while at < bytes.count {
@@ -228,73 +208,13 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     let offset = bufferFileOffset
     bufferFileOffset += bufferFill
     bufferFill = 0
-    inFlight.wait()
-    lock.lock()
-    buffer = freeBuffers.popLast() ?? .allocate(byteCount: SafeTensorsWriter.bufferSize, alignment: 64)
-    lock.unlock()
+    buffer = sink.takeBuffer(byteCount: SafeTensorsWriter.bufferSize)
     let handoff = UncheckedSendable((UnsafeRawBufferPointer(full), owned))
-    queue.async { [self] in
+    queue.async { [sink] in
       // The buffer is owned by this job until it goes back on the free list.
       let (chunk, owned) = handoff.value
-      self.consume(chunk, fileOffset: offset)
-      self.lock.lock()
-      self.freeBuffers.append(owned)
-      self.lock.unlock()
-      self.inFlight.signal()
-    }
-  }
-
-  /// Runs on `queue`: hashes and writes one buffer.
-  private func consume(_ chunk: UnsafeRawBufferPointer, fileOffset: Int) {
-    if currentFailure() != nil { return }
-    let dataStart = 8 + headerLength
-    // Whole-file hash on one thread, data and per-tensor hashes on another.
-    let shared = UncheckedSendable(chunk)
-    DispatchQueue.concurrentPerform(iterations: hashTensors ? 2 : 1) { part in
-      let chunk = shared.value
-      if part == 0 {
-        fileHash.update(chunk)
-      } else {
-        let skip = max(0, dataStart - fileOffset)
-        if skip < chunk.count { hashData(UnsafeRawBufferPointer(rebasing: chunk[skip...])) }
-      }
-    }
-    var written = 0
-    while written < chunk.count {
-      let r = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
-      if r < 0 {
-        if errno == EINTR { continue }
-        let reason = errno == ENOSPC ? "the disk is full" : String(cString: strerror(errno))
-        lock.lock()
-        failure = failure ?? reason
-        lock.unlock()
-        return
-      }
-      written += r
-    }
-    writtenBytes = fileOffset + chunk.count
-    // Start writeback of what has accumulated so the final fsync has little left to do.
-    if writtenBytes - lastSyncStart >= 64 << 20 {
-      _ = mixlab_start_writeback(fd, Int64(lastSyncStart), Int64(writtenBytes - lastSyncStart))
-      lastSyncStart = writtenBytes
-    }
-  }
-
-  private func hashData(_ bytes: UnsafeRawBufferPointer) {
-    dataHash.update(bytes)
-    var at = 0
-    while at < bytes.count {
-      while hashTensor < tensors.count, tensors[hashTensor].byteCount == hashInTensor {
-        tensorDigests.append(tensorHash.finalizeHex())
-        tensorHash = StreamingSHA256()
-        hashTensor += 1
-        hashInTensor = 0
-      }
-      guard hashTensor < tensors.count else { return }
-      let n = min(bytes.count - at, tensors[hashTensor].byteCount - hashInTensor)
-      tensorHash.update(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
-      at += n
-      hashInTensor += n
+      sink.consume(chunk, fileOffset: offset)
+      sink.returnBuffer(owned)
     }
   }
 
@@ -311,18 +231,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     }
     flushBuffer()
     queue.sync {}
-    // Close out per-tensor digests (trailing tensors, including empty ones).
-    while hashTensor < tensors.count {
-      if tensors[hashTensor].byteCount == hashInTensor {
-        tensorDigests.append(tensorHash.finalizeHex())
-        tensorHash = StreamingSHA256()
-        hashTensor += 1
-        hashInTensor = 0
-      } else {
-        break
-      }
-    }
-    if let f = currentFailure() { throw .writeFailed(path: path, reason: f) }
+    if let f = sink.currentFailure() { throw .writeFailed(path: path, reason: f) }
     if fdatasync(fd) != 0 { throw .writeFailed(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
     close(fd)
     fd = -1
@@ -331,11 +240,135 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     }
     finished = true
     SafeTensorsWriter.syncDirectory(of: path)
+    let (fileDigest, dataDigest, tensorDigests) = sink.finalize()
     var digests: [String: String] = [:]
-    if hashTensors { for (t, d) in zip(tensors, tensorDigests) { digests[t.name] = d } }
+    for (t, d) in zip(tensors, tensorDigests) { digests[t.name] = d }
     return WriteResult(
-      path: path, size: totalSize, headerLength: headerLength, sha256: fileHash.finalizeHex(),
-      tensorDataSHA256: hashTensors ? dataHash.finalizeHex() : "", tensorSHA256: digests)
+      path: path, size: totalSize, headerLength: headerLength, sha256: fileDigest, tensorDataSHA256: dataDigest,
+      tensorSHA256: digests)
+  }
+
+  /// The background side of a writer: hashes and writes the buffers handed to it, one job at
+  /// a time on the writer's queue.
+  private final class Sink: @unchecked Sendable {
+    // Sendable: the hash and position fields are touched only by jobs on the writer's serial
+    // queue (and by `finalize` after the queue has drained); `failure` and `freeBuffers` are
+    // shared with the caller's thread and guarded by `lock`.
+    private let fd: Int32
+    private let tensors: [TensorInfo]
+    private let dataStart: Int
+    private let inFlight = DispatchSemaphore(value: 3)
+    private let lock = NSLock()
+    private var failure: String?
+    private var freeBuffers: [UnsafeMutableRawBufferPointer] = []
+
+    private var fileHash = StreamingSHA256()
+    private var dataHash = StreamingSHA256()
+    private var tensorHash = StreamingSHA256()
+    private var hashTensor = 0
+    private var hashInTensor = 0
+    private var tensorDigests: [String] = []
+    private var writtenBytes = 0
+    private var lastSyncStart = 0
+
+    let hashTensors: Bool
+
+    init(fd: Int32, tensors: [TensorInfo], dataStart: Int, hashTensors: Bool) {
+      self.hashTensors = hashTensors
+      self.fd = fd
+      self.tensors = tensors
+      self.dataStart = dataStart
+      tensorDigests.reserveCapacity(tensors.count)
+    }
+
+    deinit {
+      for b in freeBuffers { b.deallocate() }
+    }
+
+    func currentFailure() -> String? {
+      lock.lock()
+      defer { lock.unlock() }
+      return failure
+    }
+
+    /// A free buffer for the caller to fill; waits while three are already queued.
+    func takeBuffer(byteCount: Int) -> UnsafeMutableRawBufferPointer {
+      inFlight.wait()
+      lock.lock()
+      defer { lock.unlock() }
+      return freeBuffers.popLast() ?? .allocate(byteCount: byteCount, alignment: 64)
+    }
+
+    func returnBuffer(_ b: UnsafeMutableRawBufferPointer) {
+      lock.lock()
+      freeBuffers.append(b)
+      lock.unlock()
+      inFlight.signal()
+    }
+
+    /// Runs on the writer's queue: hashes and writes one buffer.
+    func consume(_ chunk: UnsafeRawBufferPointer, fileOffset: Int) {
+      if currentFailure() != nil { return }
+      // Whole-file hash on one thread, data and per-tensor hashes on another.
+      let shared = UncheckedSendable(chunk)
+      DispatchQueue.concurrentPerform(iterations: hashTensors ? 2 : 1) { part in
+        let chunk = shared.value
+        if part == 0 {
+          fileHash.update(chunk)
+        } else {
+          let skip = max(0, dataStart - fileOffset)
+          if skip < chunk.count { hashData(UnsafeRawBufferPointer(rebasing: chunk[skip...])) }
+        }
+      }
+      var written = 0
+      while written < chunk.count {
+        let r = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+        if r < 0 {
+          if errno == EINTR { continue }
+          let reason = errno == ENOSPC ? "the disk is full" : String(cString: strerror(errno))
+          lock.lock()
+          failure = failure ?? reason
+          lock.unlock()
+          return
+        }
+        written += r
+      }
+      writtenBytes = fileOffset + chunk.count
+      // Start writeback of what has accumulated so the final fsync has little left to do.
+      if writtenBytes - lastSyncStart >= 64 << 20 {
+        _ = mixlab_start_writeback(fd, Int64(lastSyncStart), Int64(writtenBytes - lastSyncStart))
+        lastSyncStart = writtenBytes
+      }
+    }
+
+    private func hashData(_ bytes: UnsafeRawBufferPointer) {
+      dataHash.update(bytes)
+      var at = 0
+      while at < bytes.count {
+        while hashTensor < tensors.count, tensors[hashTensor].byteCount == hashInTensor {
+          tensorDigests.append(tensorHash.finalizeHex())
+          tensorHash = StreamingSHA256()
+          hashTensor += 1
+          hashInTensor = 0
+        }
+        guard hashTensor < tensors.count else { return }
+        let n = min(bytes.count - at, tensors[hashTensor].byteCount - hashInTensor)
+        tensorHash.update(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
+        at += n
+        hashInTensor += n
+      }
+    }
+
+    /// The digests, once every buffer has been consumed (trailing and empty tensors closed).
+    func finalize() -> (file: String, data: String, tensors: [String]) {
+      while hashTensor < tensors.count, tensors[hashTensor].byteCount == hashInTensor {
+        tensorDigests.append(tensorHash.finalizeHex())
+        tensorHash = StreamingSHA256()
+        hashTensor += 1
+        hashInTensor = 0
+      }
+      return (fileHash.finalizeHex(), hashTensors ? dataHash.finalizeHex() : "", hashTensors ? tensorDigests : [])
+    }
   }
 
   /// fsyncs the folder holding `path` so a rename survives a power loss.

@@ -140,7 +140,8 @@ struct ConversionTests {
   /// Every pair of adjacent non-negative finite values of a 16-bit format (plus the step from
   /// the largest finite value to infinity), with the value the next pattern would have had
   /// with an unbounded exponent.
-  static func adjacentPairs(finiteLimit: UInt16, decode: (UInt16) -> Double, overflowValue: Double) -> [(UInt16, Double, Double)] {
+  static func adjacentPairs(finiteLimit: UInt16, decode: (UInt16) -> Double, overflowValue: Double) -> [(UInt16, Double, Double)]
+  {
     (0..<Int(finiteLimit)).map { i in
       let lo = UInt16(i)
       let hiValue = lo + 1 == finiteLimit ? overflowValue : decode(lo + 1)
@@ -325,10 +326,12 @@ struct ConversionTests {
     #expect(sameValue(got, value), "0x\(String(bits, radix: 16)) decoded as \(got)")
   }
 
-  @Test("F8_E5M2 decodes hand-known values", arguments: [
-    (UInt8(0x00), 0.0), (0x80, -0.0), (0x01, 0x1p-16), (0x04, 0x1p-14), (0x3C, 1.0), (0xBC, -1.0), (0x3E, 1.5),
-    (0x7B, 57344.0), (0x7C, Double.infinity), (0xFC, -Double.infinity),
-  ] as [(UInt8, Double)])
+  @Test(
+    "F8_E5M2 decodes hand-known values",
+    arguments: [
+      (UInt8(0x00), 0.0), (0x80, -0.0), (0x01, 0x1p-16), (0x04, 0x1p-14), (0x3C, 1.0), (0xBC, -1.0), (0x3E, 1.5),
+      (0x7B, 57344.0), (0x7C, Double.infinity), (0xFC, -Double.infinity),
+    ] as [(UInt8, Double)])
   func e5m2KnownValues(bits: UInt8, value: Double) {
     let got = Double(Float(bitPattern: FloatBits.e5m2ToFloatTable[Int(bits)]))
     #expect(sameValue(got, value), "0x\(String(bits, radix: 16)) decoded as \(got)")
@@ -373,8 +376,10 @@ struct ConversionTests {
         #expect(reference(viaFloat[Int(p)]).isNaN && reference(viaDouble[Int(p)]).isNaN)
         #expect(viaFloat[Int(p)] & 0x80 == p & 0x80, "NaN sign kept for 0x\(String(p, radix: 16))")
       } else {
-        #expect(viaFloat[Int(p)] == p, "0x\(String(p, radix: 16)) via Float came back as 0x\(String(viaFloat[Int(p)], radix: 16))")
-        #expect(viaDouble[Int(p)] == p, "0x\(String(p, radix: 16)) via Double came back as 0x\(String(viaDouble[Int(p)], radix: 16))")
+        #expect(
+          viaFloat[Int(p)] == p, "0x\(String(p, radix: 16)) via Float came back as 0x\(String(viaFloat[Int(p)], radix: 16))")
+        #expect(
+          viaDouble[Int(p)] == p, "0x\(String(p, radix: 16)) via Double came back as 0x\(String(viaDouble[Int(p)], radix: 16))")
       }
     }
   }

@@ -102,7 +102,8 @@ struct ReaderTests {
     }
   }
 
-  @Test("large decodes cross the Double path's internal 4096-element blocks correctly", arguments: [DType.f8e4m3, .i8, .u16, .i32])
+  @Test(
+    "large decodes cross the Double path's internal 4096-element blocks correctly", arguments: [DType.f8e4m3, .i8, .u16, .i32])
   func longDecodes(dtype: DType) throws {
     let dir = TempDir("reader")
     let path = dir.file("long.safetensors")
@@ -151,7 +152,8 @@ struct ReaderTests {
 struct CheckpointTests {
   /// Writes a sharded checkpoint: each shard a canonical file, plus an index (overridable).
   static func makeShards(
-    in dir: TempDir, shards: [[TensorSpec]], weightMap override: [String: String]? = nil, indexName: String = "model.safetensors.index.json"
+    in dir: TempDir, shards: [[TensorSpec]], weightMap override: [String: String]? = nil,
+    indexName: String = "model.safetensors.index.json"
   ) throws {
     var weightMap: [String: String] = [:]
     for (i, specs) in shards.enumerated() {
@@ -196,6 +198,18 @@ struct CheckpointTests {
     let c = try Checkpoint(path: path)
     #expect(!c.isSharded && c.shards.count == 1 && c.metadata == ["k": "v"])
     #expect(c.entries.map(\.info.name) == ["w.a", "w.b"])
+  }
+
+  @Test("a Hugging Face folder with one model.safetensors and no index opens as that file")
+  func unindexedFolder() throws {
+    let dir = TempDir("ckpt")
+    try writeCanonical(dir.file("model.safetensors"), specs: Self.first, metadata: ["k": "v"]) {
+      [UInt8](repeating: 1, count: $0.byteCount)
+    }
+    try Data("{}".utf8).write(to: URL(fileURLWithPath: dir.file("config.json")))
+    let c = try Checkpoint(path: dir.path)
+    #expect(!c.isSharded && c.path == dir.path && c.shards.map(\.path) == [dir.file("model.safetensors")])
+    #expect(c.entries.map(\.info.name) == ["w.a", "w.b"] && c.metadata == ["k": "v"])
   }
 
   @Test("a tensor listed in the index but missing from its shard is refused")
@@ -244,7 +258,9 @@ struct CheckpointTests {
           reason: "tensor \"dup\" is in shard \(other) but the weight_map says \(owner)"))
   }
 
-  @Test("weight_map file names must be plain names inside the folder", arguments: ["../x.safetensors", "sub/x.safetensors", "..", ".", "", "a\\b"])
+  @Test(
+    "weight_map file names must be plain names inside the folder",
+    arguments: ["../x.safetensors", "sub/x.safetensors", "..", ".", "", "a\\b"])
   func pathEscapes(name: String) throws {
     let dir = TempDir("ckpt")
     var map = Dictionary(uniqueKeysWithValues: Self.first.map { ($0.name, Sharding.shardName(0, of: 1)) })
@@ -261,7 +277,7 @@ struct CheckpointTests {
   func indexProblems() throws {
     let empty = TempDir("ckpt")
     let noIndex = try #require(#expect(throws: SafeTensorsError.self) { _ = try Checkpoint(path: empty.path) })
-    #expect(noIndex.localizedDescription.contains("has no model.safetensors.index.json"))
+    #expect(noIndex.localizedDescription.contains("has neither model.safetensors.index.json nor model.safetensors"))
 
     let two = TempDir("ckpt")
     try Self.makeShards(in: two, shards: [Self.first], indexName: "a.safetensors.index.json")
@@ -279,11 +295,15 @@ struct CheckpointTests {
     try Data("{\"weight_map\": {\"a\": \"x\", \"a\": \"y\"}}".utf8).write(
       to: URL(fileURLWithPath: badJSON.file("model.safetensors.index.json")))
     let dup = try #require(#expect(throws: SafeTensorsError.self) { _ = try Checkpoint(path: badJSON.path) })
-    #expect(dup == .shardIndex(path: badJSON.file("model.safetensors.index.json"), reason: "not valid JSON at byte 26: duplicate key \"a\""))
+    #expect(
+      dup
+        == .shardIndex(
+          path: badJSON.file("model.safetensors.index.json"), reason: "not valid JSON at byte 26: duplicate key \"a\""))
 
     try Data("{\"metadata\": {}}".utf8).write(to: URL(fileURLWithPath: badJSON.file("model.safetensors.index.json")))
     #expect(
-      throws: SafeTensorsError.shardIndex(path: badJSON.file("model.safetensors.index.json"), reason: "weight_map is missing or empty")
+      throws: SafeTensorsError.shardIndex(
+        path: badJSON.file("model.safetensors.index.json"), reason: "weight_map is missing or empty")
     ) { _ = try Checkpoint(path: badJSON.path) }
 
     try Data("{\"weight_map\": {\"a\": \"absent.safetensors\"}}".utf8).write(

@@ -99,9 +99,12 @@ enum Corpus {
     let nulPadded = RawFile.bytes(header: Array(valid.utf8) + [0, 0, 0], data: eight)
     add("header padded with NUL bytes", nulPadded, .json(offset: valid.utf8.count, reason: "NUL byte"))
     add(
-      "deep nesting", file("{\"__metadata__\":" + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "}"),
+      "deep nesting",
+      file("{\"__metadata__\":" + String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000) + "}"),
       .json(offset: 16 + 63, reason: "nesting deeper than 64"))
-    add("trailing garbage after the object", file(valid + "x", eight), .json(offset: valid.utf8.count, reason: "unexpected byte 0x78"))
+    add(
+      "trailing garbage after the object", file(valid + "x", eight),
+      .json(offset: valid.utf8.count, reason: "unexpected byte 0x78"))
 
     // Duplicate keys at every level.
     let dupTensor = "{\(entry("a", "F32", [1], 0, 4)),\(entry("a", "F32", [1], 4, 8))}"
@@ -124,7 +127,8 @@ enum Corpus {
     let dupEscaped = "{\(entry("a", "F32", [1], 0, 4)),\(entry("\\u0061", "F32", [1], 4, 8))}"
     add(
       "duplicate tensor key spelled with an escape", file(dupEscaped, eight),
-      .exact { .duplicateKey(path: $0, key: "a", offset: offset(of: "\"\\u0061\"", in: dupEscaped)) }, kind: "duplicate tensor key")
+      .exact { .duplicateKey(path: $0, key: "a", offset: offset(of: "\"\\u0061\"", in: dupEscaped)) },
+      kind: "duplicate tensor key")
 
     // Metadata values.
     add(
@@ -188,7 +192,8 @@ enum Corpus {
       "string in shape", file("{\"a\":{\"dtype\":\"F32\",\"shape\":[\"2\"],\"data_offsets\":[0,8]}}", eight),
       .exact { .invalidTensorEntry(path: $0, tensor: "a", reason: shapeReason) }, kind: "malformed shape")
     add(
-      "shape dimension larger than Int", file("{\(entry("a", "F32", [], 0, 4).replacingOccurrences(of: "[]", with: "[99999999999999999999]"))}", [0, 0, 0, 0]),
+      "shape dimension larger than Int",
+      file("{\(entry("a", "F32", [], 0, 4).replacingOccurrences(of: "[]", with: "[99999999999999999999]"))}", [0, 0, 0, 0]),
       .exact { .invalidTensorEntry(path: $0, tensor: "a", reason: shapeReason) }, kind: "malformed shape")
     add(
       "shape whose element count overflows", file("{\(entry("a", "F32", [1 << 40, 1 << 40], 0, 8))}", eight),
