@@ -57,7 +57,12 @@ public final class GitStore: @unchecked Sendable {
 
   /// `git_libgit2_init` runs once per process: a lazily initialised static is guaranteed by
   /// Swift to run exactly once even when first touched from several threads.
-  private static let libraryInitialised: Int32 = git_libgit2_init()
+  private static let libraryInitialised: Int32 = {
+    let n = git_libgit2_init()
+    // Records must survive a power loss once `commit` returns.
+    _ = mixlab_git_enable_fsync()
+    return n
+  }()
 
   /// Opens the bare repository at `path`, or creates it.
   ///
@@ -77,7 +82,35 @@ public final class GitStore: @unchecked Sendable {
       repo = handle
       return
     }
-    let openError = GitStore.failure(code, "git_repository_open_bare", path)
+    guard create else {
+      switch GitStore.folderState(path) {
+      case .occupied: throw ProvenanceError.notARepository(path: path)
+      case .missing, .empty: throw ProvenanceError.repositoryMissing(path: path)
+      case .partialRepository: throw GitStore.failure(code, "git_repository_open_bare", path)
+      }
+    }
+    // Creation is serialized across processes and threads by a lock file beside the
+    // repository, so two first runs in a new workspace cannot interleave their inits.
+    let lockPath = path.hasSuffix("/") ? String(path.dropLast()) + ".init-lock" : path + ".init-lock"
+    try? FileManager.default.createDirectory(
+      atPath: (lockPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    let lockFD = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    if lockFD >= 0 {
+      while flock(lockFD, LOCK_EX) != 0 && errno == EINTR {}
+    }
+    defer {
+      if lockFD >= 0 {
+        flock(lockFD, LOCK_UN)
+        close(lockFD)
+      }
+    }
+    var again: OpaquePointer?
+    let retry = git_repository_open_bare(&again, path)
+    if retry == 0, let again {
+      repo = again
+      return
+    }
+    let openError = GitStore.failure(retry, "git_repository_open_bare", path)
     switch GitStore.folderState(path) {
     case .occupied:
       throw ProvenanceError.notARepository(path: path)
