@@ -31,3 +31,14 @@ static int64_t read_status_kb(const char *field) {
 
 int64_t mixlab_peak_rss_bytes(void) { return read_status_kb("VmHWM:"); }
 int64_t mixlab_current_rss_bytes(void) { return read_status_kb("VmRSS:"); }
+
+#include <errno.h>
+int mixlab_open_direct(const char *path) {
+#if defined(__linux__)
+  return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+#else
+  (void)path;
+  errno = ENOTSUP;
+  return -1;
+#endif
+}

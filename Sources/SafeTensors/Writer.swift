@@ -139,7 +139,11 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       throw .writeFailed(path: path, reason: "cannot create a temporary file in \(dir.isEmpty ? "." : dir): \(String(cString: strerror(errno)))")
     }
     sink = Sink(fd: fd, tensors: infos, dataStart: 8 + header.count, hashTensors: hashTensors)
-    buffer = .allocate(byteCount: SafeTensorsWriter.bufferSize, alignment: 64)
+    // Full, aligned 8 MiB buffers bypass the page cache: a durable write then costs the disk's
+    // time, not a copy into the cache plus writeback throttling (measured 1.8 s instead of
+    // 7.8 s for 2 GiB here). The header and the last partial buffer go through `fd`.
+    sink.directFD = mixlab_open_direct(tempPath)
+    buffer = .allocate(byteCount: SafeTensorsWriter.bufferSize, alignment: 4096)
     var prefix = [UInt8](repeating: 0, count: 8)
     withUnsafeBytes(of: UInt64(header.count).littleEndian) { for i in 0..<8 { prefix[i] = $0[i] } }
     // The header goes through the same path as data so the file hash covers it.
@@ -151,6 +155,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   deinit {
     if !finished {
       queue.sync {}
+      sink.closeDirect()
       if fd >= 0 { close(fd) }
       unlink(tempPath)
     }
@@ -231,6 +236,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     }
     flushBuffer()
     queue.sync {}
+    sink.closeDirect()
     if let f = sink.currentFailure() { throw .writeFailed(path: path, reason: f) }
     if fdatasync(fd) != 0 { throw .writeFailed(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
     close(fd)
@@ -255,6 +261,16 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     // queue (and by `finalize` after the queue has drained); `failure` and `freeBuffers` are
     // shared with the caller's thread and guarded by `lock`.
     private let fd: Int32
+    /// The same file opened with O_DIRECT, or -1; touched only on the writer's queue
+    /// (and once by the writer before any job and after the last).
+    var directFD: Int32 = -1
+
+    func closeDirect() {
+      if directFD >= 0 {
+        close(directFD)
+        directFD = -1
+      }
+    }
     private let tensors: [TensorInfo]
     private let dataStart: Int
     private let inFlight = DispatchSemaphore(value: 3)
@@ -296,7 +312,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       inFlight.wait()
       lock.lock()
       defer { lock.unlock() }
-      return freeBuffers.popLast() ?? .allocate(byteCount: byteCount, alignment: 64)
+      return freeBuffers.popLast() ?? .allocate(byteCount: byteCount, alignment: 4096)
     }
 
     func returnBuffer(_ b: UnsafeMutableRawBufferPointer) {
@@ -321,8 +337,18 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         }
       }
       var written = 0
+      var direct = directFD >= 0 && chunk.count % 4096 == 0 && fileOffset % 4096 == 0
+        && Int(bitPattern: chunk.baseAddress) % 4096 == 0
       while written < chunk.count {
-        let r = pwrite(fd, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+        let target = direct ? directFD : fd
+        let r = pwrite(target, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+        if r < 0 && direct && errno != EINTR && errno != ENOSPC {
+          // The file system refuses direct I/O for this write: use the page cache from now on.
+          closeDirect()
+          direct = false
+          continue
+        }
+        if r >= 0 && direct && r < chunk.count - written { direct = false }
         if r < 0 {
           if errno == EINTR { continue }
           let reason = errno == ENOSPC ? "the disk is full" : String(cString: strerror(errno))

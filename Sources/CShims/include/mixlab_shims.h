@@ -11,4 +11,9 @@ int mixlab_start_writeback(int fd, int64_t offset, int64_t length);
 int64_t mixlab_peak_rss_bytes(void);
 int64_t mixlab_current_rss_bytes(void);
 
+
+
+/// Opens an existing file for writing with O_DIRECT (Linux), bypassing the page cache;
+/// returns -1 where unsupported (the caller then writes through the page cache).
+int mixlab_open_direct(const char *path);
 #endif
