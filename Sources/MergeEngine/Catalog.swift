@@ -102,7 +102,11 @@ public enum Catalog {
     add(MethodInfo(name: .taskArithmetic, summary: "base + λ·Σ wᵢ·(Xᵢ − base)", minOperands: 1, maxOperands: nil, base: .required, weights: true, seeded: false,
       params: [lambda], options: [normalize(false)]))
     add(MethodInfo(name: .ties, summary: "trim each delta to its top-k magnitudes, elect signs, merge agreeing entries", minOperands: 1, maxOperands: nil, base: .required, weights: true, seeded: false,
-      params: [density, lambda], options: [sign, normalize(true), average, topk]))
+      params: [density, lambda],
+      options: [
+        sign, normalize(true), average, topk,
+        o("sign_tie", ["positive", "none"], "positive", "a tied vote elects + (mergekit) or nothing, dropping the element (sd-mecha)"),
+      ]))
     add(MethodInfo(name: .dare, summary: "drop delta entries at random with probability p, rescale, merge", minOperands: 1, maxOperands: nil, base: .required, weights: true, seeded: true,
       params: [drop, lambda], options: [rescale, signNone, o("normalize", ["auto", "true", "false"], "auto", "auto: true when electing signs, else false (mergekit's dare_ties / dare_linear)"), average]))
     add(MethodInfo(name: .della, summary: "drop with rank-based keep probabilities (DELLA), rescale, elect signs, merge", minOperands: 1, maxOperands: nil, base: .required, weights: true, seeded: true,

@@ -70,6 +70,7 @@ enum MethodCompiler {
       c.lambda = try num("lambda")
       c.trim = .topK(density: try num("density"), inclusive: opt("topk") == "inclusive")
       c.consensus = sign(opt("sign"))
+      c.tiedVoteElectsPositive = opt("sign_tie") != "none"
       c.combine = mean(normalize: opt("normalize") == "true")
       return .task(c)
     case .dare:
@@ -117,6 +118,7 @@ enum MethodCompiler {
       c.trim = .topK(density: try num("density"), inclusive: true)
       c.consensus = .signCount
       c.combine = .mean(byCount: true)
+      c.tiedVoteElectsPositive = false
       return .task(c)
     case .tsd:
       var c = TaskConfig(weights: Array(repeating: 1, count: n))
@@ -127,6 +129,7 @@ enum MethodCompiler {
       c.consensus = .signCount
       c.combine = .mean(byCount: true)
       c.seed = seed
+      c.tiedVoteElectsPositive = false
       return .task(c)
     case .tgmd:
       var c = TaskConfig(weights: Array(repeating: 1, count: n))
@@ -137,6 +140,7 @@ enum MethodCompiler {
       c.consensus = sign(opt("sign"))
       c.combine = .geometricMedian(eps: try num("eps"), maxIter: Int(try num("max_iter")), ftol: try num("ftol"))
       c.seed = seed
+      c.tiedVoteElectsPositive = false
       return .task(c)
     case .dgmla:
       var c = TaskConfig(weights: Array(repeating: 1, count: n))
@@ -151,6 +155,7 @@ enum MethodCompiler {
       c.consensus = sign(opt("sign"))
       c.combine = .geometricMedian(eps: try num("eps"), maxIter: Int(try num("max_iter")), ftol: try num("ftol"))
       c.seed = seed
+      c.tiedVoteElectsPositive = false
       return .task(c)
     }
   }

@@ -100,12 +100,12 @@ enum Ref {
 
   enum Vote { case none, sum, count }
 
-  /// Per element: elect a sign from the weighted deltas (a vote of 0 elects +, as mergekit),
-  /// sum the agreeing weighted deltas, divide by the agreeing weights (or their number) when
-  /// normalizing, and scale by λ.
+  /// Per element: elect a sign from the weighted deltas (a vote of 0 elects + as mergekit, or
+  /// nothing as sd-mecha's torch.sign when `tieElectsPlus` is false), sum the agreeing weighted
+  /// deltas, divide by the agreeing weights (or their number) when normalizing, and scale by λ.
   static func taskMerge(
     base: [Double], deltas: [[Double]], weights: [Double], vote: Vote, normalize: Bool, byCount: Bool = false,
-    lambda: Double = 1
+    lambda: Double = 1, tieElectsPlus: Bool = true
   ) -> [Double] {
     var out = base
     for e in base.indices {
@@ -116,13 +116,13 @@ enum Ref {
           let x = weights[i] * deltas[i][e]
           s += vote == .sum ? x : sign(x)
         }
-        elected = s >= 0 ? 1 : -1
+        elected = s > 0 ? 1 : s < 0 ? -1 : (tieElectsPlus ? 1 : 0)
       }
       var acc = 0.0
       var div = 0.0
       for i in deltas.indices {
         let x = weights[i] * deltas[i][e]
-        if vote == .none || sign(x) == elected {
+        if vote == .none || (x != 0 && sign(x) == elected) {
           acc += x
           div += byCount ? 1 : weights[i]
         }
@@ -134,14 +134,14 @@ enum Ref {
   }
 
   /// Zeroes entries whose sign disagrees with the elected one (TGMD/DGMLA before the median).
-  static func signFilter(_ deltas: [[Double]], vote: Vote) -> [[Double]] {
+  static func signFilter(_ deltas: [[Double]], vote: Vote, tieElectsPlus: Bool = true) -> [[Double]] {
     guard vote != .none, let n = deltas.first?.count else { return deltas }
     var out = deltas
     for e in 0..<n {
       var s = 0.0
       for d in deltas { s += vote == .sum ? d[e] : sign(d[e]) }
-      let elected: Double = s >= 0 ? 1 : -1
-      for i in deltas.indices where sign(deltas[i][e]) != elected { out[i][e] = 0 }
+      let elected: Double = s > 0 ? 1 : s < 0 ? -1 : (tieElectsPlus ? 1 : 0)
+      for i in deltas.indices where sign(deltas[i][e]) != elected || elected == 0 { out[i][e] = 0 }
     }
     return out
   }

@@ -94,9 +94,9 @@ struct TiesReferenceTests {
     #expect(raw.values["w"] == [5])
   }
 
-  @Test func aZeroVoteElectsPlus() throws {
-    // mergekit's rule: the elected sign is + when the vote is exactly 0 (sd-mecha's
-    // torch.sign would give 0 and drop both entries).
+  @Test func aZeroVoteElectsPlusForTiesAndNothingForTheSdMechaPresets() throws {
+    // mergekit's rule: the elected sign is + when the vote is exactly 0; sd-mecha's
+    // torch.sign gives 0 and drops both entries (its presets, and `sign_tie: none`).
     let d = TempDir()
     let base = try d.model("base", ["w": ([1], [0])])
     let a = try d.model("a", ["w": ([1], [2])])
@@ -104,7 +104,10 @@ struct TiesReferenceTests {
     let r = try d.merge(.ties, inputs: [base, a, b], operands: [1, 2], base: 0, params: ["density": 1])
     #expect(r.values["w"] == [2])
     let soup = try d.merge(.tiesSoup, inputs: [base, a, b], operands: [1, 2], base: 0, params: ["density": 1], name: "soup")
-    #expect(soup.values["w"] == [2])
+    #expect(soup.values["w"] == [0])
+    let none = try d.merge(
+      .ties, inputs: [base, a, b], operands: [1, 2], base: 0, params: ["density": 1], options: ["sign_tie": "none"], name: "none")
+    #expect(none.values["w"] == [0])
   }
 
   @Test func densityOneWithAgreeingSignsIsTheWeightedMeanDelta() throws {
@@ -441,7 +444,8 @@ struct PresetTests {
     for key in ["w", "b"] {
       let trimmed = f.deltas(key).map { Ref.topKInclusive($0, density: 0.4) }
       let expected = Ref.taskMerge(
-        base: f.base[key]!, deltas: trimmed, weights: [1, 1, 1, 1], vote: .count, normalize: true, byCount: true, lambda: 0.8)
+        base: f.base[key]!, deltas: trimmed, weights: [1, 1, 1, 1], vote: .count, normalize: true, byCount: true, lambda: 0.8,
+        tieElectsPlus: false)
       #expect(close(r.values[key], expected), "\(key): \(maxDiff(r.values[key], expected))")
     }
   }
@@ -461,7 +465,7 @@ struct PresetTests {
       let trimmed = dropped.map { Ref.topKInclusive($0, density: 0.5) }
       let expected = Ref.taskMerge(
         base: f.base[key]!, deltas: trimmed, weights: [1, 1, 1, 1], vote: .count, normalize: true, byCount: true,
-        lambda: 0.9 / (1 - p))
+        lambda: 0.9 / (1 - p), tieElectsPlus: false)
       #expect(close(r.values[key], expected), "\(key): \(maxDiff(r.values[key], expected))")
     }
   }
@@ -480,7 +484,7 @@ struct PresetTests {
         let keep = Ref.dareKeep(seed: 4, key: key, operand: i, count: delta.count, drop: p)
         return delta.indices.map { keep[$0] ? delta[$0] : 0 }
       }
-      let filtered = Ref.signFilter(dropped.map { Ref.topKInclusive($0, density: 0.6) }, vote: vote)
+      let filtered = Ref.signFilter(dropped.map { Ref.topKInclusive($0, density: 0.6) }, vote: vote, tieElectsPlus: false)
       let median = Ref.geometricMedian(filtered)
       let expected = Ref.add(f.base[key]!, Ref.scale(median, 1 / (1 - p)))
       #expect(close(r.values[key], expected, tol: medianTolerance), "\(key): \(maxDiff(r.values[key], expected))")
@@ -498,7 +502,7 @@ struct PresetTests {
         Ref.dellaDrop(
           delta, rowLength: Family.rowLength(key), density: 0.5, epsilon: 0.15, seed: 12, key: key, operand: i, inverse: true)
       }
-      let median = Ref.geometricMedian(Ref.signFilter(dropped, vote: .sum))
+      let median = Ref.geometricMedian(Ref.signFilter(dropped, vote: .sum, tieElectsPlus: false))
       let expected = Ref.add(f.base[key]!, Ref.scale(median, 0.75))
       #expect(close(r.values[key], expected, tol: medianTolerance), "\(key): \(maxDiff(r.values[key], expected))")
     }

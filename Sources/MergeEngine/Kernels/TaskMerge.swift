@@ -49,6 +49,9 @@ public struct TaskConfig: Equatable, Sendable {
   public var rescale: Rescale = .none
   public var trim: Trim = .none
   public var consensus: Consensus = .none
+  /// A tied vote (Σ = 0) elects + (mergekit) or nothing, so no entry survives there
+  /// (sd-mecha's torch.sign).
+  public var tiedVoteElectsPositive = true
   public var combine: Combine = .sum
   public var seed: UInt64 = 0
 
@@ -465,7 +468,7 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
     }
   }
 
-  /// The elected sign per element (+1 when the vote is ≥ 0, as mergekit).
+  /// The elected sign per element: ±1, and for a tied vote +1 (mergekit) or 0 (sd-mecha).
   func elect(_ d: UnsafeMutablePointer<T>, count n: Int, into s: UnsafeMutablePointer<T>) {
     for e in 0..<n { s[e] = 0 }
     for i in 0..<models {
@@ -480,7 +483,8 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
         }
       }
     }
-    for e in 0..<n { s[e] = s[e] >= 0 ? 1 : -1 }
+    let tie: T = config.tiedVoteElectsPositive ? 1 : 0
+    for e in 0..<n { s[e] = s[e] > 0 ? 1 : (s[e] < 0 ? -1 : tie) }
   }
 
   // MARK: Apply
