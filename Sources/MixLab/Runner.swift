@@ -32,9 +32,26 @@ public struct RunResult: Codable, Sendable {
   public var plan: PlanSummary?
   /// Why a dry run could not plan this recipe yet.
   public var note: String?
+  /// Where the time went, and how many input bytes had to be read for hashing.
+  public var timings: Timings?
+
+  public struct Timings: Codable, Sendable {
+    public var hashSeconds = 0.0
+    public var planSeconds = 0.0
+    public var mergeSeconds = 0.0
+    public var recordSeconds = 0.0
+    public var hashedBytes = 0
+    enum CodingKeys: String, CodingKey {
+      case hashSeconds = "hash_seconds"
+      case planSeconds = "plan_seconds"
+      case mergeSeconds = "merge_seconds"
+      case recordSeconds = "record_seconds"
+      case hashedBytes = "hashed_bytes"
+    }
+  }
 
   enum CodingKeys: String, CodingKey {
-    case experiment, recipe, artifact, autov2, commit, reused, seconds, plan, note
+    case experiment, recipe, artifact, autov2, commit, reused, seconds, plan, note, timings
     case outputSHA256 = "output_sha256"
     case runID = "run_id"
     case peakRSSBytes = "peak_rss_bytes"
@@ -61,6 +78,8 @@ public final class Runner: @unchecked Sendable {
   // Sendable: used from one thread; the progress closure only touches its reporter.
   public let workspace: Workspace
   public let options: RunOptions
+  /// Bytes read to hash inputs during the current recipe (0 when the cache answered).
+  private var hashedBytes = 0
 
   public init(workspace: Workspace, options: RunOptions) {
     self.workspace = workspace
@@ -121,7 +140,11 @@ public final class Runner: @unchecked Sendable {
           note: "validated; its plan needs the output of \(missing.joined(separator: ", ")), which is not built yet")
       }
     }
+    hashedBytes = 0
+    let hashStart = Date()
     let inputs = try openInputs(recipe, experiment: exp, cache: cache)
+    var timings = RunResult.Timings()
+    timings.hashSeconds = Date().timeIntervalSince(hashStart)
 
     // Up to date: same recipe hash and the same input bytes, and the artifact still there.
     if !options.force && !options.dryRun,
@@ -130,18 +153,22 @@ public final class Runner: @unchecked Sendable {
       let current = try? Runner.hashOutput(artifact, cache: cache, verify: options.verify),
       current == row.outputSHA256
     {
+      timings.hashedBytes = hashedBytes
       return RunResult(
         experiment: exp.name, recipe: recipe.name, artifact: workspace.relative(artifact), outputSHA256: row.outputSHA256,
         autov2: Digest.autoV2(row.outputSHA256), runID: row.runID, commit: row.commitID, reused: true,
-        seconds: Date().timeIntervalSince(started), peakRSSBytes: nil, recipeHash: recipe.hash, plan: nil, note: nil)
+        seconds: Date().timeIntervalSince(started), peakRSSBytes: nil, recipeHash: recipe.hash, plan: nil, note: nil,
+        timings: timings)
     }
 
+    let planStart = Date()
     let spec = try SpecBuilder.build(recipe, inputs: inputs.map(\.checkpoint))
     var nonFinite: [Int: [String: NonFinite]] = [:]
     for (i, inp) in inputs.enumerated() where !inp.nonFinite.isEmpty {
       nonFinite[i] = Dictionary(uniqueKeysWithValues: inp.nonFinite.map { ($0.key, $0) })
     }
     let plan = try Runner.plan(spec, inputs: inputs.map(\.checkpoint), nonFinite: nonFinite, file: recipe.file)
+    timings.planSeconds = Date().timeIntervalSince(planStart)
     if options.dryRun {
       let summary = PlanSummary.make(plan, spec: spec, inputs: inputs.map(\.checkpoint), options: options)
       return RunResult(
@@ -152,6 +179,7 @@ public final class Runner: @unchecked Sendable {
     }
 
     // Merge into place (temporary name, renamed when complete and hashed).
+    let mergeStart = Date()
     try FileManager.default.createDirectory(
       atPath: (artifact as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
     let progress = ProgressReporter(label: recipe.name, totalBytes: plan.outputBytes, quiet: options.quiet)
@@ -171,6 +199,8 @@ public final class Runner: @unchecked Sendable {
       outcome = try Executor.run(plan, inputs: inputs.map(\.checkpoint), to: .file(artifact), options: exec)
     }
     progress.finish()
+    timings.mergeSeconds = Date().timeIntervalSince(mergeStart)
+    let recordStart = Date()
     let wall = Date().timeIntervalSince(started)
 
     // Record: manifest in git, then the index.
@@ -179,10 +209,12 @@ public final class Runner: @unchecked Sendable {
     var shapes: [String: (dtype: String, shape: [Int])] = [:]
     for t in plan.tensors { shapes[t.spec.name] = (t.spec.dtype.rawValue, t.spec.shape) }
     try index.record(record, commitID: commit, tensorShapes: shapes)
+    timings.recordSeconds = Date().timeIntervalSince(recordStart)
+    timings.hashedBytes = hashedBytes
     return RunResult(
       experiment: exp.name, recipe: recipe.name, artifact: workspace.relative(artifact), outputSHA256: outcome.sha256,
       autov2: Digest.autoV2(outcome.sha256), runID: record.runID, commit: commit, reused: false, seconds: wall,
-      peakRSSBytes: record.execution.peakRSSBytes, recipeHash: recipe.hash, plan: nil, note: nil)
+      peakRSSBytes: record.execution.peakRSSBytes, recipeHash: recipe.hash, plan: nil, note: nil, timings: timings)
   }
 
   func makeRecord(
@@ -276,6 +308,7 @@ public final class Runner: @unchecked Sendable {
           hashed = false
           continue
         }
+        if !h.fromCache { hashedBytes += f.file.size }
         shardHashes.append(((f.path as NSString).lastPathComponent, h.sha256))
         dataHashes.append(((f.path as NSString).lastPathComponent, h.tensorDataSHA256))
         nonFinite += h.nonFinite
