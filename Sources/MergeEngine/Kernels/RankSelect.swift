@@ -1,3 +1,5 @@
+import Architectures
+
 /// Exact rank selection by magnitude over a whole tensor, streamed: radix passes over the
 /// magnitude bit patterns (16 bits per pass) find the key at a given descending rank; ties at
 /// that key are ordered by element index, so "keep exactly k" is well defined and independent
@@ -70,7 +72,51 @@ struct RankBoundary: Sendable {
   }
 }
 
+import Architectures
+
 enum Radix {
   /// Number of 16-bit digits for a compute type's magnitude keys.
   static func digits(keyBits: Int) -> Int { (keyBits + 15) / 16 }
+}
+
+/// k-th largest of a list of keys by quickselect (expected linear time); the input is copied.
+enum Select {
+  static func descending(_ keys: [UInt64], rank: Int) -> UInt64 {
+    var a = keys
+    var lo = 0
+    var hi = a.count - 1
+    let target = rank
+    var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+    return a.withUnsafeMutableBufferPointer { p in
+      while lo < hi {
+        // Pivot: a deterministic pseudo-random element (no adversarial quadratic inputs).
+        state = CounterRNG.mix(state)
+        let pivot = p[lo + Int(state % UInt64(hi - lo + 1))]
+        // Three-way partition: > pivot | == pivot | < pivot.
+        var lt = lo
+        var i = lo
+        var gt = hi
+        while i <= gt {
+          if p[i] > pivot {
+            p.swapAt(lt, i)
+            lt += 1
+            i += 1
+          } else if p[i] < pivot {
+            p.swapAt(i, gt)
+            gt -= 1
+          } else {
+            i += 1
+          }
+        }
+        if target < lt {
+          hi = lt - 1
+        } else if target > gt {
+          lo = gt + 1
+        } else {
+          return pivot
+        }
+      }
+      return p[lo]
+    }
+  }
 }

@@ -85,7 +85,7 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
   }
 
   /// Tensors with at most this many keys over all models are selected by gathering.
-  static var gatherLimit: Int { 1 << 22 }
+  static var gatherLimit: Int { 1 << 21 }
 
   let config: Config
   let key: String
@@ -269,6 +269,28 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
   /// Zeroes entries outside the kept rank range.
   func trim(model i: Int, values v: UnsafeMutablePointer<T>, count n: Int, tieStart: [Int]?) {
     let bs = boundaries[i]
+    // Unless ties at a boundary are split, the kept keys form an interval [lo, hi]: a
+    // branch-free select the compiler vectorizes.
+    if !bs.contains(where: { $0.needsTiePositions }) {
+      var lo: UInt64 = 0
+      var hi: UInt64 = .max
+      for b in bs {
+        if b.isUpper {
+          // keep k > K, and k == K when every tie is kept
+          let keepTies = b.inclusive || b.tieCut >= b.equalCount
+          lo = max(lo, keepTies ? b.key : b.key &+ 1)
+        } else {
+          // keep k < K, and k == K when no tie is cut away
+          let keepTies = b.tieCut <= 0
+          if !keepTies && b.key == 0 { lo = .max; hi = 0 } else { hi = min(hi, keepTies ? b.key : b.key - 1) }
+        }
+      }
+      for e in 0..<n {
+        let k = v[e].magnitudeKey
+        v[e] = k >= lo && k <= hi ? v[e] : 0
+      }
+      return
+    }
     var ties = (0..<bs.count).map { b in tieStart.map { $0[i * bs.count + b] } ?? 0 }
     for e in 0..<n {
       let k = v[e].magnitudeKey
@@ -392,33 +414,41 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
     case .gather:
       let bc = boundaryCount
       for i in 0..<models {
-        let sorted = gathered[i].sorted(by: >)
         for b in 0..<bc {
-          let r = min(boundaries[i][b].rank, max(0, sorted.count - 1))
-          let k = sorted.isEmpty ? 0 : sorted[r]
-          var first = r
-          while first > 0 && sorted[first - 1] == k { first -= 1 }
-          var last = r
-          while last + 1 < sorted.count && sorted[last + 1] == k { last += 1 }
+          let r = min(boundaries[i][b].rank, max(0, gathered[i].count - 1))
+          let k = gathered[i].isEmpty ? 0 : Select.descending(gathered[i], rank: r)
+          var above = 0
+          var equal = 0
+          gathered[i].withUnsafeBufferPointer { keys in
+            for x in keys {
+              above &+= x > k ? 1 : 0
+              equal &+= x == k ? 1 : 0
+            }
+          }
           boundaries[i][b].key = k
-          boundaries[i][b].above = first
-          boundaries[i][b].equalCount = last - first + 1
+          boundaries[i][b].above = above
+          boundaries[i][b].equalCount = equal
         }
       }
-      // Tie positions: equal keys before each group, in element order.
-      var running = Array(repeating: 0, count: models * bc)
-      var start = 0
-      for size in gatheredGroupSizes {
-        tiePrefix.append(running)
-        for i in 0..<models {
-          for b in 0..<bc {
-            let k = boundaries[i][b].key
-            var c = 0
-            for e in start..<(start + size) where gathered[i][e] == k { c += 1 }
-            running[i * bc + b] += c
+      // Tie positions: equal keys before each group, in element order (only when a boundary
+      // splits its ties).
+      if boundaries.contains(where: { $0.contains { $0.needsTiePositions } }) {
+        var running = Array(repeating: 0, count: models * bc)
+        var start = 0
+        for size in gatheredGroupSizes {
+          tiePrefix.append(running)
+          for i in 0..<models {
+            for b in 0..<bc {
+              let k = boundaries[i][b].key
+              var c = 0
+              gathered[i].withUnsafeBufferPointer { keys in
+                for e in start..<(start + size) { c &+= keys[e] == k ? 1 : 0 }
+              }
+              running[i * bc + b] += c
+            }
           }
+          start += size
         }
-        start += size
       }
       gathered = []
       gatheredGroupSizes = []
@@ -460,9 +490,8 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
         let v = d + i * n
         let w = T(config.weights[i])
         for e in 0..<n {
-          let x = w * v[e]
-          let agrees = (x > 0 && s[e] > 0) || (x < 0 && s[e] < 0)
-          if !agrees { v[e] = 0 }
+          let agrees = w * v[e] * s[e] > 0
+          v[e] = agrees ? v[e] : 0
         }
       }
     }
@@ -479,7 +508,7 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
       } else {
         for e in 0..<n {
           let x = w * v[e]
-          s[e] += x > 0 ? 1 : (x < 0 ? -1 : 0)
+          s[e] += (x > 0 ? 1 : 0) - (x < 0 ? 1 : 0)
         }
       }
     }
@@ -527,11 +556,11 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
               let w = T(config.weights[i])
               let dw: T = byCount ? 1 : w
               for e in 0..<n {
+                // s is −1, 0 or +1: x agrees when x·s > 0.
                 let x = w * v[e]
-                if (x > 0 && s[e] > 0) || (x < 0 && s[e] < 0) {
-                  acc[e] += x
-                  div[e] += dw
-                }
+                let agrees = x * s[e] > 0
+                acc[e] += agrees ? x : 0
+                div[e] += agrees ? dw : 0
               }
             }
           }
