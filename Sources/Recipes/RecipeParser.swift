@@ -65,60 +65,101 @@ private struct Parse {
   }
 
   /// Refuses anchors, aliases and very deep flow nesting before the YAML parser sees them
-  /// (alias expansion can blow up memory; recipes never need them).
+  /// (alias expansion can blow up memory and time; recipes never need them).
+  ///
+  /// A light scanner, not a YAML parser: it follows quoted scalars (with their escapes),
+  /// comments and block scalars (`|`, `>`), and only treats `&` and `*` as YAML does, at the
+  /// start of a node. So `description: Tom & Jerry` or a `* bullet` inside a `|` block passes,
+  /// while `*attn*` written unquoted (an alias to YAML) is refused with a hint.
   func prescan() throws {
     guard text.utf8.count <= RecipeParser.maxBytes else {
       throw RecipeError(file: file, line: 1, column: 1, message: "the recipe is larger than 1 MiB")
     }
-    var line = 1
-    var col = 0
+    let space = UInt8(ascii: " ")
+    let tab = UInt8(ascii: "\t")
+    let dq = UInt8(ascii: "\"")
+    let sq = UInt8(ascii: "'")
     var quote: UInt8? = nil
-    var comment = false
+    var escaped = false
     var depth = 0
-    var prev: UInt8 = 0x0A
-    for b in text.utf8 {
-      col += 1
-      if b == 0x0A {
-        line += 1
-        col = 0
-        comment = false
-        if quote == UInt8(ascii: "'") || quote == UInt8(ascii: "\"") {
-          // Multi-line quoted scalars are allowed; keep the quote state.
+    // Indentation of the line that opened a block scalar; deeper lines are its text.
+    var blockScalarParent: Int? = nil
+    var lineNumber = 0
+    for lineBytes in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+      lineNumber += 1
+      let line = Array(lineBytes.last == UInt8(ascii: "\r") ? lineBytes.dropLast() : lineBytes[...])
+      let indent = line.prefix { $0 == space }.count
+      if let parent = blockScalarParent, quote == nil {
+        if line.allSatisfy({ $0 == space || $0 == tab }) || indent > parent { continue }
+        blockScalarParent = nil
+      }
+      var lastSignificant: UInt8? = nil  // the last non-blank byte outside quotes on this line
+      var prev: UInt8 = space
+      var column = 0
+      var reopenable = false  // just closed a single-quoted scalar: `''` is an escaped quote
+      for b in line {
+        column += 1
+        defer { prev = b }
+        if let q = quote {
+          if q == dq {
+            if escaped {
+              escaped = false
+            } else if b == UInt8(ascii: "\\") {
+              escaped = true
+            } else if b == dq {
+              quote = nil
+              lastSignificant = b
+            }
+          } else if b == sq {
+            quote = nil
+            reopenable = true
+            lastSignificant = b
+            continue
+          }
+          continue
         }
-        prev = b
-        continue
+        if reopenable && b == sq {
+          quote = sq
+          reopenable = false
+          continue
+        }
+        reopenable = false
+        if b == space || b == tab { continue }
+        let tokenStart = prev == space || prev == tab || prev == UInt8(ascii: "[") || prev == UInt8(ascii: "{")
+          || prev == UInt8(ascii: ",") || prev == UInt8(ascii: ":") || column == 1
+        // What YAML reads as the start of a node: line start, or after `:`, `- `, `? `, `[`, `{`, `,`.
+        let nodeStart = tokenStart && (lastSignificant.map { Parse.nodeIndicators.contains($0) } ?? true)
+        if b == UInt8(ascii: "#") && (prev == space || prev == tab || column == 1) { break }  // a comment
+        if (b == dq || b == sq) && nodeStart {
+          quote = b
+          escaped = false
+        } else if (b == UInt8(ascii: "&") || b == UInt8(ascii: "*")) && nodeStart {
+          throw RecipeError(
+            file: file, line: lineNumber, column: column,
+            message: "YAML anchors and aliases (& and *) are not allowed in recipes; quote a glob such as \"*attn*\"")
+        } else if b == UInt8(ascii: "[") || b == UInt8(ascii: "{") {
+          depth += 1
+          if depth > 32 {
+            throw RecipeError(file: file, line: lineNumber, column: column, message: "nesting deeper than 32 levels")
+          }
+        } else if b == UInt8(ascii: "]") || b == UInt8(ascii: "}") {
+          depth = max(0, depth - 1)
+        } else if (b == UInt8(ascii: "|") || b == UInt8(ascii: ">")) && nodeStart {
+          // A block scalar header (`|`, `>-`, `|2+` …) followed by nothing but a comment.
+          let rest = line[column...]
+          let header = rest.prefix { $0 != space && $0 != tab }
+          let after = rest.dropFirst(header.count).drop { $0 == space || $0 == tab }
+          let isHeader = header.allSatisfy {
+            $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || (UInt8(ascii: "1")...UInt8(ascii: "9")).contains($0)
+          }
+          if isHeader && (after.isEmpty || after.first == UInt8(ascii: "#")) { blockScalarParent = indent }
+        }
+        lastSignificant = b
       }
-      if comment {
-        prev = b
-        continue
-      }
-      if let q = quote {
-        if b == q && !(q == UInt8(ascii: "\"") && prev == UInt8(ascii: "\\")) { quote = nil }
-        prev = b
-        continue
-      }
-      let tokenStart = prev == 0x0A || prev == 0x20 || prev == 0x09 || prev == UInt8(ascii: "[") || prev == UInt8(ascii: "{")
-        || prev == UInt8(ascii: ",")
-      switch b {
-      case UInt8(ascii: "#") where prev == 0x20 || prev == 0x09 || prev == 0x0A:
-        comment = true
-      case UInt8(ascii: "'"), UInt8(ascii: "\"") where tokenStart || prev == UInt8(ascii: ":"):
-        quote = b
-      case UInt8(ascii: "&") where tokenStart, UInt8(ascii: "*") where tokenStart:
-        throw RecipeError(
-          file: file, line: line, column: col,
-          message: "YAML anchors and aliases (& and *) are not allowed in recipes; quote a glob such as \"*attn*\"")
-      case UInt8(ascii: "["), UInt8(ascii: "{"):
-        depth += 1
-        if depth > 32 { throw RecipeError(file: file, line: line, column: col, message: "nesting deeper than 32 levels") }
-      case UInt8(ascii: "]"), UInt8(ascii: "}"):
-        depth = max(0, depth - 1)
-      default:
-        break
-      }
-      prev = b
     }
   }
+
+  static let nodeIndicators: [UInt8] = [":", "-", "?", "[", "{", ","].map { UInt8(ascii: $0) }
 
   mutating func run(name: String) throws -> Recipe {
     try prescan()
@@ -130,16 +171,20 @@ private struct Parse {
       root = r
     } catch let e as RecipeError {
       throw e
-    } catch let YamlError.scanner(_, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)")
-    } catch let YamlError.parser(_, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)")
-    } catch let YamlError.composer(_, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)")
+    } catch let YamlError.scanner(context, problem, mark, _) {
+      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
+    } catch let YamlError.parser(context, problem, mark, _) {
+      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
+    } catch let YamlError.composer(context, problem, mark, _) {
+      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)\(contextNote(context))")
     } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+      // Yams names the first occurrence; point at the repeated one, where the mistake is.
+      let key = duplicates.first ?? ""
+      let first = context.mark
+      let again = repeatedKey(key, after: first)
       throw RecipeError(
-        file: file, line: context.mark.line, column: context.mark.column,
-        message: "duplicate key \(duplicates.map { "`\($0)`" }.joined(separator: ", ")) in the same mapping")
+        file: file, line: again?.line ?? first.line, column: again?.column ?? first.column,
+        message: "duplicate key `\(key)` (first written at line \(first.line), column \(first.column)); each key may appear once in a mapping")
     } catch {
       throw RecipeError(file: file, line: 1, column: 1, message: "YAML: \(error)")
     }
@@ -167,6 +212,30 @@ private struct Parse {
       canonical: canonical, hash: Digest.sha256(canonical))
   }
 
+  /// " (while parsing a flow sequence started at line 9, column 13)" from libyaml's context.
+  func contextNote(_ context: YamlError.Context?) -> String {
+    guard let context, !context.text.isEmpty else { return "" }
+    return " (\(context.text) started at line \(context.mark.line), column \(context.mark.column))"
+  }
+
+  /// Where a block mapping's key `key`, first written at `first`, is written again: the next
+  /// line at the same indentation that starts with the key (plain or quoted) and a colon.
+  func repeatedKey(_ key: String, after first: Mark) -> (line: Int, column: Int)? {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    guard first.line >= 1, first.line <= lines.count else { return nil }
+    let indent = first.column - 1
+    let spellings = [key, "\"\(key)\"", "'\(key)'"].map { $0 + ":" }
+    for n in first.line..<lines.count {
+      let line = lines[n]
+      let trimmed = line.drop { $0 == " " }
+      if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+      let lineIndent = line.count - trimmed.count
+      if lineIndent < indent { return nil }
+      if lineIndent == indent && spellings.contains(where: { trimmed.hasPrefix($0) }) { return (n + 1, indent + 1) }
+    }
+    return nil
+  }
+
   // MARK: Generic readers
 
   /// A mapping's entries by key, refusing unknown keys with a suggestion.
@@ -175,6 +244,11 @@ private struct Parse {
     var out = OrderedMap()
     for (k, v) in m {
       guard case .scalar(let s) = k else { throw err(k, "keys of \(what) must be plain names") }
+      // YAML sees `1:` and `"1":` as different keys; a recipe does not.
+      if let first = out.entries.first(where: { $0.name == s.string }) {
+        let at = first.key.mark.map { " (first written at line \($0.line), column \($0.column))" } ?? ""
+        throw err(k, "duplicate key `\(s.string)` in \(what)\(at); each key may appear once")
+      }
       if let allowed, !allowed.contains(s.string) {
         throw err(k, "unknown key `\(s.string)` in \(what)\(Suggest.hint(s.string, among: allowed))")
       }
