@@ -201,11 +201,10 @@ private struct Parse {
     guard let inputsNode = top["inputs"] else { throw err(root, "missing `inputs`") }
     let inputs = try parseInputs(inputsNode)
     guard let stepsNode = top["steps"] else { throw err(root, "missing `steps`") }
-    var steps = try parseSteps(stepsNode)
+    var (steps, stepKeys) = try parseSteps(stepsNode, inputs: inputs)
     guard let outputNode = top["output"] else { throw err(root, "missing `output` (at least `from: <step>`)") }
     let output = try parseOutput(outputNode, inputs: inputs, steps: steps)
-    steps = try order(steps, inputs: inputs, stepsNode: stepsNode)
-    try checkReferences(steps: steps, inputs: inputs, stepsNode: stepsNode)
+    steps = try order(steps, keys: stepKeys)
     let canonical = Canonical.json(inputs: inputs, steps: steps, output: output)
     return Recipe(
       file: file, name: recipeName, text: text, description: description, inputs: inputs, steps: steps, output: output,
@@ -263,6 +262,9 @@ private struct Parse {
   }
 
   func number(_ node: Node, _ what: String) throws -> Double {
+    if case .scalar(let s) = node, s.style != .plain, Double(s.string) != nil {
+      throw err(node, "\(what) must be a number, not the quoted text \"\(s.string)\"; remove the quotes")
+    }
     guard case .scalar(let s) = node, s.style == .plain, let v = Double(s.string.replacingOccurrences(of: "_", with: "")),
       v.isFinite, !s.string.lowercased().contains("nan"), !s.string.lowercased().contains("inf")
     else {
@@ -298,9 +300,14 @@ private struct Parse {
   }
 
   func names(_ node: Node, _ what: String) throws -> [String] {
-    if case .scalar = node { return [try string(node, what)] }
-    var out: [String] = []
-    for n in try sequence(node, what) { out.append(try string(n, what)) }
+    try namedNodes(node, what).map(\.name)
+  }
+
+  /// Names with the node each is written at (a single name or a list of names).
+  func namedNodes(_ node: Node, _ what: String) throws -> [(name: String, node: Node)] {
+    if case .scalar = node { return [(try string(node, what), node)] }
+    var out: [(name: String, node: Node)] = []
+    for n in try sequence(node, what) { out.append((try string(n, what), n)) }
     return out
   }
 
@@ -367,12 +374,26 @@ private struct Parse {
     return out
   }
 
-  func parseSteps(_ node: Node) throws -> [RecipeStep] {
+  /// The steps in file order, and the node of each step's name (for errors found later).
+  func parseSteps(_ node: Node, inputs: [RecipeInput]) throws -> (steps: [RecipeStep], keys: [String: Node]) {
     let m = try mapping(node, "steps", allowed: nil)
     guard !m.entries.isEmpty else { throw err(node, "`steps` is empty") }
+    let inputNames = inputs.map(\.name)
+    let known = inputNames + m.entries.map(\.name)
+    /// A model or base must name an input or a step; the error points at the name.
+    func checkReference(_ ref: String, at n: Node, step: String) throws {
+      guard known.contains(ref) else {
+        throw err(n, "step `\(step)` uses `\(ref)`, which is not an input or step\(Suggest.hint(ref, among: known))")
+      }
+    }
     var out: [RecipeStep] = []
+    var keys: [String: Node] = [:]
     for e in m.entries {
       try validName(e.key, e.name, "step name")
+      if inputNames.contains(e.name) {
+        throw err(e.key, "`\(e.name)` names both an input and a step; rename one of them")
+      }
+      keys[e.name] = e.key
       let sm = try mapping(e.value, "step `\(e.name)`", allowed: nil)
       guard let mNode = sm["method"] else { throw err(e.value, "step `\(e.name)` has no `method`") }
       let methodText = try string(mNode, "method")
@@ -390,7 +411,9 @@ private struct Parse {
         throw err(k.key, "unknown key `\(k.name)` in step `\(e.name)`\(hint)")
       }
       guard let modelsNode = sm["models"] else { throw err(e.value, "step `\(e.name)` has no `models`") }
-      let models = try names(modelsNode, "models")
+      let modelNodes = try namedNodes(modelsNode, "models")
+      for r in modelNodes { try checkReference(r.name, at: r.node, step: e.name) }
+      let models = modelNodes.map(\.name)
       if models.count < info.minOperands {
         throw err(modelsNode, "\(method.rawValue) needs at least \(info.minOperands) models, got \(models.count)")
       }
@@ -401,6 +424,7 @@ private struct Parse {
       if let b = sm["base"] {
         guard info.base != .none else { throw err(b, "\(method.rawValue) takes no base model") }
         base = try string(b, "base")
+        try checkReference(base!, at: b, step: e.name)
       } else if info.base == .required {
         throw err(e.value, "\(method.rawValue) needs a `base` (the model the deltas are taken from)")
       }
@@ -448,7 +472,7 @@ private struct Parse {
           name: e.name, method: method, models: models, base: base, weights: weights, params: params, options: options, seed: seed,
           line: e.key.mark?.line ?? 1))
     }
-    return out
+    return (out, keys)
   }
 
   /// A number, a gradient list, `{blocks: …}`, `{gradient: …}` or `{filters: […], default: …}`.
@@ -467,6 +491,13 @@ private struct Parse {
       return .gradient(v)
     case .mapping:
       let m = try mapping(node, what, allowed: ["blocks", "gradient", "filters", "default"])
+      let forms = ["blocks", "gradient", "filters"].filter { m[$0] != nil }
+      guard forms.count == 1 else {
+        let message = forms.isEmpty
+          ? "\(what): a mapping value needs `blocks`, `gradient` or `filters`"
+          : "\(what): give one of `blocks`, `gradient` or `filters`, not \(forms.map { "`\($0)`" }.joined(separator: " and "))"
+        throw err(node, message)
+      }
       if let b = m["blocks"] {
         let fallback = try m["default"].map { try checked($0, try number($0, "default")) }
         if case .sequence(let s) = b {
@@ -474,6 +505,9 @@ private struct Parse {
           for n in s { v.append(try checked(n, try number(n, what))) }
           guard [20, 21, 26, 27].contains(v.count) else {
             throw err(b, "a block list has 26 values for SD1/SD2 (BASE, IN00–IN11, M00, OUT00–OUT11), 27 with VAE, or 20/21 for SDXL; got \(v.count)")
+          }
+          if let d = m.entry("default") {
+            throw err(d.key, "\(what): a block list gives every block a value, so `default` would never apply; remove it")
           }
           return .blockList(v)
         }
@@ -483,6 +517,9 @@ private struct Parse {
         return .blocks(values, fallback: fallback)
       }
       if let g = m["gradient"] {
+        if let d = m.entry("default") {
+          throw err(d.key, "\(what): a gradient gives every layer a value, so `default` would never apply; remove it")
+        }
         var v: [Double] = []
         for n in try sequence(g, "gradient") { v.append(try checked(n, try number(n, what))) }
         guard !v.isEmpty else { throw err(g, "\(what): empty gradient") }
@@ -492,6 +529,9 @@ private struct Parse {
         var rules: [(pattern: KeyPattern, value: RecipeParam)] = []
         for r in try sequence(f, "filters") {
           let rm = try mapping(r, "a filter", allowed: ["match", "regex", "value"])
+          if rm["match"] != nil && rm["regex"] != nil {
+            throw err(r, "a filter needs one of `match: <glob>` or `regex: <expression>`, not both")
+          }
           let pattern: KeyPattern
           if let g = rm["match"] {
             pattern = .glob(try string(g, "match"))
@@ -508,7 +548,7 @@ private struct Parse {
         let fallback = try m["default"].map { try param($0, what, check: check) }
         return .rules(rules, fallback: fallback)
       }
-      throw err(node, "\(what): a mapping value needs `blocks`, `gradient` or `filters`")
+      throw err(node, "\(what): a mapping value needs `blocks`, `gradient` or `filters`")  // unreachable: one form is present
     case .alias:
       throw err(node, "aliases are not allowed")
     }
@@ -608,7 +648,7 @@ private struct Parse {
   }
 
   /// Topological order of steps (stable: file order among independent steps); cycles refused.
-  func order(_ steps: [RecipeStep], inputs: [RecipeInput], stepsNode: Node) throws -> [RecipeStep] {
+  func order(_ steps: [RecipeStep], keys: [String: Node]) throws -> [RecipeStep] {
     let byName = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, $0) })
     var state: [String: Int] = [:]  // 1 visiting, 2 done
     var out: [RecipeStep] = []
@@ -616,7 +656,7 @@ private struct Parse {
       if state[name] == 2 { return }
       if state[name] == 1 {
         let cycle = (path.drop { $0 != name } + [name]).joined(separator: " → ")
-        throw RecipeError(file: file, line: byName[name]!.line, column: 1, message: "steps form a cycle: \(cycle)")
+        throw err(keys[name], "steps form a cycle: \(cycle); a step cannot use its own result")
       }
       state[name] = 1
       let s = byName[name]!
@@ -628,21 +668,6 @@ private struct Parse {
     }
     for s in steps { try visit(s.name, []) }
     return out
-  }
-
-  func checkReferences(steps: [RecipeStep], inputs: [RecipeInput], stepsNode: Node) throws {
-    let inputNames = Set(inputs.map(\.name))
-    let stepNames = Set(steps.map(\.name))
-    for n in inputNames.intersection(stepNames) {
-      throw RecipeError(file: file, line: steps.first { $0.name == n }!.line, column: 1, message: "`\(n)` names both an input and a step")
-    }
-    let known = Array(inputNames) + Array(stepNames)
-    for s in steps {
-      for ref in s.models + (s.base.map { [$0] } ?? []) where !inputNames.contains(ref) && !stepNames.contains(ref) {
-        throw RecipeError(
-          file: file, line: s.line, column: 1, message: "step `\(s.name)` uses `\(ref)`, which is not an input or step\(Suggest.hint(ref, among: known))")
-      }
-    }
   }
 }
 
@@ -656,6 +681,7 @@ struct OrderedMap {
   var entries: [Entry] = []
   mutating func append(_ name: String, key: Node, value: Node) { entries.append(Entry(name: name, key: key, value: value)) }
   subscript(_ name: String) -> Node? { entries.first { $0.name == name }?.value }
+  func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
 }
 
 /// Sizes such as `2GB`, `512MiB`.
