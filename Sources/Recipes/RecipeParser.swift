@@ -453,6 +453,18 @@ private struct Parse {
           throw err(e.value, "step `\(e.name)`: \(method.rawValue) needs `\(p.name)` (\(p.help))")
         }
       }
+      // DELLA keep probabilities are density ± epsilon; both ends must stay inside (0, 1).
+      if info.param("epsilon") != nil, case .constant(let d)? = params["density"] {
+        var epsilon = info.param("epsilon")?.defaultValue
+        if let e = params["epsilon"] {
+          if case .constant(let v) = e { epsilon = v } else { epsilon = nil }  // varies by tensor: checked when planning
+        }
+        if let epsilon, !(d - epsilon > 0 && d + epsilon < 1) {
+          throw err(
+            sm["epsilon"] ?? sm["density"],
+            "\(method.rawValue) keeps entries with probabilities density ± epsilon = \(d) ± \(epsilon), which must stay inside (0, 1); lower epsilon or move density")
+        }
+      }
       for o in info.options {
         if let n = sm[o.name] {
           let v: String
