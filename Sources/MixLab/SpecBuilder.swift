@@ -13,7 +13,7 @@ public enum SpecBuilder {
       if let i = inputIndex[name] { return .input(i) }
       return .node(stepIndex[name]!)
     }
-    let reference = referenceInput(recipe, inputIndex: inputIndex)
+    let reference = inputIndex[recipe.referenceInput]!
     let arch = Detection.architecture(of: inputs[reference].entries.map { ($0.info.name, $0.info.shape) })
     let blockNames = BlockMap(architecture: arch, timeEmbed: recipe.output.timeEmbed).blockNames
     func engine(_ p: RecipeParam, step: String, name: String) throws -> ParamValue {
@@ -70,20 +70,5 @@ public enum SpecBuilder {
       computeType: recipe.output.compute, outputDType: recipe.output.dtype, seed: recipe.output.seed,
       timeEmbed: recipe.output.timeEmbed, keyPolicy: recipe.output.keyPolicy, nonFinitePolicy: recipe.output.nonFinite,
       metadata: metadata)
-  }
-
-  /// The input that defines the output's keys: `output.reference`, else the base of the main
-  /// step (following steps down), else its first model, else the first input.
-  static func referenceInput(_ recipe: Recipe, inputIndex: [String: Int]) -> Int {
-    if let r = recipe.output.reference, let i = inputIndex[r] { return i }
-    var name = recipe.output.from
-    var guardCount = 0
-    while guardCount < 1000 {
-      guardCount += 1
-      if let i = inputIndex[name] { return i }
-      guard let s = recipe.steps.first(where: { $0.name == name }) else { break }
-      name = s.base ?? s.models[0]
-    }
-    return 0
   }
 }
