@@ -172,10 +172,20 @@ private struct Parse {
     } catch let e as RecipeError {
       throw e
     } catch let YamlError.scanner(context, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
+      let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+      let line = mark.line >= 1 && mark.line <= lines.count ? Array(lines[mark.line - 1].unicodeScalars) : []
+      let tab = mark.column >= 1 && mark.column <= line.count && line[mark.column - 1] == "\t"
+      let hint = tab ? "; YAML does not allow tabs for indentation, use spaces" : ""
+      throw RecipeError(
+        file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))\(hint)")
     } catch let YamlError.parser(context, problem, mark, _) {
       throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
     } catch let YamlError.composer(context, problem, mark, _) {
+      if problem.contains("another document") {
+        throw RecipeError(
+          file: file, line: mark.line, column: mark.column,
+          message: "a recipe file holds one YAML document; a second one starts here (`---`); put each recipe in its own file")
+      }
       throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)\(contextNote(context))")
     } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
       // Yams names the first occurrence; point at the repeated one, where the mistake is.
@@ -399,7 +409,9 @@ private struct Parse {
       let methodText = try string(mNode, "method")
       let normalized = methodText.lowercased().replacingOccurrences(of: "-", with: "_")
       guard let method = MethodName(rawValue: normalized) else {
-        throw err(mNode, "unknown method `\(methodText)`\(Suggest.hint(methodText, among: MethodName.allCases.map(\.rawValue)))")
+        let all = MethodName.allCases.map(\.rawValue)
+        let hint = Suggest.hint(methodText, among: all)
+        throw err(mNode, "unknown method `\(methodText)`\(hint.isEmpty ? " (methods: \(all.joined(separator: ", ")))" : hint)")
       }
       let info = Catalog.info(method)
       let allowed = RecipeParser.stepFixedKeys + info.params.map(\.name) + info.options.map(\.name)
@@ -583,18 +595,17 @@ private struct Parse {
         let selector: AssembleSelector
         switch selectors[0] {
         case "components":
-          let cs = try names(rm["components"]!, "components")
-          for (i, c) in cs.enumerated() where !RecipeParser.componentNames.contains(c) {
-            let n = (try? sequence(rm["components"]!, "components"))?[i] ?? rm["components"]!
-            throw err(n, "unknown component `\(c)`\(Suggest.hint(c, among: RecipeParser.componentNames))")
+          let cs = try namedNodes(rm["components"]!, "components")
+          for c in cs where !RecipeParser.componentNames.contains(c.name) {
+            throw err(c.node, "unknown component `\(c.name)`\(Suggest.hint(c.name, among: RecipeParser.componentNames))")
           }
-          selector = .components(cs)
+          selector = .components(cs.map(\.name))
         case "blocks":
-          let bs = try names(rm["blocks"]!, "blocks")
-          for b in bs where !RecipeParser.blockNames.contains(b) {
-            throw err(rm["blocks"], "unknown block `\(b)`\(Suggest.hint(b, among: RecipeParser.blockNames))")
+          let bs = try namedNodes(rm["blocks"]!, "blocks")
+          for b in bs where !RecipeParser.blockNames.contains(b.name) {
+            throw err(b.node, "unknown block `\(b.name)`\(Suggest.hint(b.name, among: RecipeParser.blockNames))")
           }
-          selector = .blocks(bs)
+          selector = .blocks(bs.map(\.name))
         case "match": selector = .match(try string(rm["match"]!, "match"))
         case "regex":
           let text = try string(rm["regex"]!, "regex")
