@@ -501,8 +501,8 @@ private struct Parse {
 
   /// A number, a gradient list, `{blocks: …}`, `{gradient: …}` or `{filters: […], default: …}`.
   func param(_ node: Node, _ what: String, check: MethodInfo.Param?) throws -> RecipeParam {
-    func checked(_ n: Node, _ v: Double) throws -> Double {
-      if let check, let problem = check.check(v) { throw err(n, "\(what) \(problem)") }
+    func checked(_ n: Node, _ v: Double, label: String? = nil) throws -> Double {
+      if let check, let problem = check.check(v) { throw err(n, "\(label ?? what) \(problem)") }
       return v
     }
     switch node {
@@ -537,7 +537,7 @@ private struct Parse {
         }
         let bm = try mapping(b, "blocks", allowed: RecipeParser.blockNames)
         var values: [String: Double] = [:]
-        for e in bm.entries { values[e.name] = try checked(e.value, try number(e.value, "\(what) for \(e.name)")) }
+        for e in bm.entries { values[e.name] = try checked(e.value, try number(e.value, "\(what) for \(e.name)"), label: "\(what) for \(e.name)") }
         return .blocks(values, fallback: fallback)
       }
       if let g = m["gradient"] {
