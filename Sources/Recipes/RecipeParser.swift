@@ -210,8 +210,20 @@ private struct Parse {
     let description = try top["description"].map { try string($0, "description") }
     guard let inputsNode = top["inputs"] else { throw err(root, "missing `inputs`") }
     let inputs = try parseInputs(inputsNode)
-    guard let stepsNode = top["steps"] else { throw err(root, "missing `steps`") }
-    var (steps, stepKeys) = try parseSteps(stepsNode, inputs: inputs)
+    var steps: [RecipeStep] = []
+    var stepKeys: [String: Node] = [:]
+    if let stepsNode = top["steps"] {
+      (steps, stepKeys) = try parseSteps(stepsNode, inputs: inputs)
+    } else {
+      // Only assembling (a text encoder or VAE swap) needs no step: the output comes from an input.
+      let from = top["output"].flatMap { node -> String? in
+        guard case .mapping(let m) = node, let f = m["from"], case .scalar(let s) = f else { return nil }
+        return s.string
+      }
+      guard let from, inputs.contains(where: { $0.name == from }) else {
+        throw err(root, "missing `steps` (a recipe that only assembles takes `output.from` from an input and needs none)")
+      }
+    }
     guard let outputNode = top["output"] else { throw err(root, "missing `output` (at least `from: <step>`)") }
     let output = try parseOutput(outputNode, inputs: inputs, steps: steps)
     steps = try order(steps, keys: stepKeys)
