@@ -296,3 +296,35 @@ struct ParseTests {
     #expect(ByteCount.parse(text) == nil)
   }
 }
+
+@Suite("Recipes: assembly-only recipes")
+struct AssemblyOnlyTests {
+  @Test("a recipe without steps takes its output from an input and swaps components")
+  func noSteps() throws {
+    let r = try parse(
+      """
+      mixlab: 1
+      inputs:
+        unet: {recipe: ties}
+        te: {recipe: soup}
+        vae: vae-donor.safetensors
+      output:
+        from: unet
+        assemble:
+          - {components: [clip_l], from: te}
+          - {components: [vae], from: vae}
+      """)
+    #expect(r.steps.isEmpty)
+    #expect(r.referenceInput == "unet")
+    #expect(r.dependencies == ["ties", "soup"])
+    #expect(r.canonical.contains(#""steps":{}"#))
+  }
+
+  @Test("without steps, output.from must name an input")
+  func noStepsNeedsInput() {
+    expectRefused(head + "output: {from: t}\n", at: 1, 1, "missing `steps`", "takes `output.from` from an input")
+    expectRefused(head, at: 1, 1, "missing `steps`")
+    // An explicitly empty steps mapping is still a mistake.
+    expectRefused(head + "steps: {}\noutput: {from: m1}\n", at: 6, 8, "`steps` is empty")
+  }
+}
