@@ -16,7 +16,34 @@ public enum SpecBuilder {
     let reference = inputIndex[recipe.referenceInput]!
     let arch = Detection.architecture(of: inputs[reference].entries.map { ($0.info.name, $0.info.shape) })
     let blockNames = BlockMap(architecture: arch, timeEmbed: recipe.output.timeEmbed).blockNames
+    let knownBlocks = Set(blockNames)
+    let ins = blockNames.filter { $0.hasPrefix("IN") }
+    let outs = blockNames.filter { $0.hasPrefix("OUT") }
+    let blockList = ins.isEmpty || outs.isEmpty
+      ? blockNames.joined(separator: ", ") : "BASE, \(ins[0])–\(ins.last!), M00, \(outs[0])–\(outs.last!), VAE"
+    /// A block the inputs' architecture does not have would silently never match.
+    func unknownBlock(_ names: [String]) -> String? {
+      names.sorted().first { !knownBlocks.contains($0) }
+    }
+    func noSuchBlock(_ block: String) -> String {
+      "\(arch.rawValue) models have no block \(block) (their blocks: \(blockList))"
+    }
+    func checkBlocks(_ p: RecipeParam, step: String, name: String) throws {
+      switch p {
+      case .blocks(let values, _):
+        if let bad = unknownBlock(Array(values.keys)) {
+          let line = recipe.steps.first { $0.name == step }?.line ?? 1
+          throw RecipeError(file: recipe.file, line: line, column: 1, message: "step `\(step)`, \(name): \(noSuchBlock(bad))")
+        }
+      case .rules(let rules, let fallback):
+        for r in rules { try checkBlocks(r.value, step: step, name: name) }
+        if let fallback { try checkBlocks(fallback, step: step, name: name) }
+      default:
+        break
+      }
+    }
     func engine(_ p: RecipeParam, step: String, name: String) throws -> ParamValue {
+      try checkBlocks(p, step: step, name: name)
       do {
         return try p.engineValue(blockNames: blockNames)
       } catch {
@@ -45,7 +72,11 @@ public enum SpecBuilder {
       switch r.selector {
       case .all: selector = .all
       case .components(let c): selector = .components(Set(c))
-      case .blocks(let b): selector = .blocks(Set(b))
+      case .blocks(let b):
+        if let bad = unknownBlock(b) {
+          throw RecipeError(file: recipe.file, line: r.line, column: 1, message: "assemble rule: \(noSuchBlock(bad))")
+        }
+        selector = .blocks(Set(b))
       case .match(let g): selector = .pattern(.glob(g))
       case .regex(let x): selector = .pattern(.regex(x))
       }
