@@ -156,3 +156,20 @@ struct SpecBuilderTests {
     #expect(spec.nodes[0].params["alpha"] == (try build(blend(list(26)), [m[0], m[1]])).nodes[0].params["alpha"])
   }
 }
+
+@Suite("Layer positions for gradients")
+struct LayerPositionTests {
+  @Test("transformer layers have a depth; UNet in_layers/out_layers sub-modules do not")
+  func positions() {
+    let sd = BlockMap(architecture: .sd1)
+    #expect(sd.layerPosition(of: "cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc1.weight", layerCount: 12) == 1)
+    #expect(sd.layerPosition(of: "cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight", layerCount: 12) == 0)
+    #expect(sd.layerPosition(of: "model.diffusion_model.input_blocks.1.0.in_layers.2.weight", layerCount: 12) == nil)
+    #expect(sd.layerPosition(of: "model.diffusion_model.output_blocks.3.0.out_layers.3.bias", layerCount: 12) == nil)
+    let llama = BlockMap(architecture: .llama)
+    #expect(llama.layerPosition(of: "model.layers.3.self_attn.q_proj.weight", layerCount: 7) == 0.5)
+    #expect(llama.layerPosition(of: "model.embed_tokens.weight", layerCount: 7) == 0)
+    #expect(llama.layerPosition(of: "lm_head.weight", layerCount: 7) == 1)
+    #expect(BlockMap.layerIndex(of: "layers.4.w") == 4 && BlockMap.layerIndex(of: "a.in_layers.2.layers.5.w") == 5)
+  }
+}
