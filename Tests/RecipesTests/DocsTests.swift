@@ -29,7 +29,8 @@ struct DocsTests {
       let info = Catalog.info(name)
       out.append("### `\(name.rawValue)`")
       out.append("")
-      let models = info.maxOperands.map { $0 == info.minOperands ? "exactly \($0)" : "\(info.minOperands) to \($0)" }
+      let models =
+        info.maxOperands.map { $0 == info.minOperands ? "exactly \($0)" : "\(info.minOperands) to \($0)" }
         ?? "\(info.minOperands) or more"
       let base = info.base == .required ? "required" : info.base == .optional ? "optional" : "none"
       out.append("\(info.summary).")
@@ -70,7 +71,8 @@ struct DocsTests {
   func keys() throws {
     let doc = try String(contentsOfFile: Self.docPath, encoding: .utf8)
     let keys =
-      RecipeParser.topKeys + RecipeParser.inputKeys + RecipeParser.synthKeys + RecipeParser.stepFixedKeys + RecipeParser.outputKeys
+      RecipeParser.topKeys + RecipeParser.inputKeys + RecipeParser.synthKeys + RecipeParser.stepFixedKeys
+      + RecipeParser.outputKeys
       + RecipeParser.assembleKeys + RecipeParser.componentNames + KeyPolicy.allCases.map(\.rawValue)
       + NonFinitePolicy.allCases.map(\.rawValue)
     for k in keys {
