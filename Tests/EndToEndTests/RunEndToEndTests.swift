@@ -204,7 +204,8 @@ struct RunEndToEndTests {
       let commit = try #require(run["commit"] as? String)
       #expect(commits.contains { $0.hasPrefix(commit) }, "commit \(commit) not in the history of runs/")
     }
-    let files = try RunE2E.exec(git, ["--git-dir", ".mixlab/provenance.git", "ls-tree", "-r", "--name-only", "HEAD"], in: ws.root)
+    let files = try RunE2E.exec(
+      git, ["--git-dir", ".mixlab/provenance.git", "ls-tree", "-r", "--name-only", "HEAD"], in: ws.root)
     #expect(files.stdout.contains("runs/\(soupSHA)/manifest.json"))
     #expect(!files.stdout.contains(".safetensors"), "weights are never committed")
   }
@@ -214,21 +215,23 @@ struct RunEndToEndTests {
     let ws = try RunE2E.Space()
     try FileManager.default.createDirectory(atPath: ws.root + "/experiments/bad", withIntermediateDirectories: true)
     try """
-      mixlab: 1
-      inputs:
-        base: {synth: {seed: 1, index: 0, scale: 0.02}}
-        a: {synth: {seed: 1, index: 1, scale: 0.02}}
-        b: {synth: {seed: 1, index: 2, scale: 0.02}}
-      steps:
-        t:
-          method: ties
-          base: base
-          models: [a, b]
-          densty: 0.5
-      output: {from: t}
-      """.write(toFile: ws.root + "/experiments/bad/merge.yaml", atomically: true, encoding: .utf8)
+    mixlab: 1
+    inputs:
+      base: {synth: {seed: 1, index: 0, scale: 0.02}}
+      a: {synth: {seed: 1, index: 1, scale: 0.02}}
+      b: {synth: {seed: 1, index: 2, scale: 0.02}}
+    steps:
+      t:
+        method: ties
+        base: base
+        models: [a, b]
+        densty: 0.5
+    output: {from: t}
+    """.write(toFile: ws.root + "/experiments/bad/merge.yaml", atomically: true, encoding: .utf8)
     let bin = try #require(RunE2E.binary)
-    for args in [["run", "experiments/bad"], ["run", "--dry-run", "experiments/bad/merge.yaml"], ["run", "--json", "experiments/bad"]] {
+    for args in [
+      ["run", "experiments/bad"], ["run", "--dry-run", "experiments/bad/merge.yaml"], ["run", "--json", "experiments/bad"],
+    ] {
       let r = try RunE2E.exec(bin, args, in: ws.root)
       #expect(r.status != 0)
       #expect(
