@@ -19,7 +19,8 @@ public enum SpecBuilder {
     let knownBlocks = Set(blockNames)
     let ins = blockNames.filter { $0.hasPrefix("IN") }
     let outs = blockNames.filter { $0.hasPrefix("OUT") }
-    let blockList = ins.isEmpty || outs.isEmpty
+    let blockList =
+      ins.isEmpty || outs.isEmpty
       ? blockNames.joined(separator: ", ") : "BASE, \(ins[0])–\(ins.last!), M00, \(outs[0])–\(outs.last!), VAE"
     /// A block the inputs' architecture does not have would silently never match.
     func unknownBlock(_ names: [String]) -> String? {

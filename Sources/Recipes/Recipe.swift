@@ -40,7 +40,9 @@ public indirect enum RecipeParam: Sendable, Equatable {
         return .blocks(Dictionary(uniqueKeysWithValues: zip(withoutVAE, v)), fallback: nil)
       }
       throw RecipeParamError(
-        message: "a block list for this architecture has \(withoutVAE.count) values (\(withoutVAE.first ?? "")…\(withoutVAE.last ?? "")) or \(blockNames.count) with VAE; this one has \(v.count)")
+        message:
+          "a block list for this architecture has \(withoutVAE.count) values (\(withoutVAE.first ?? "")…\(withoutVAE.last ?? "")) or \(blockNames.count) with VAE; this one has \(v.count)"
+      )
     case .rules(let rules, let fallback):
       var out: [ParamValue.KeyRule] = []
       for r in rules { out.append(.init(pattern: r.pattern, value: try r.value.engineValue(blockNames: blockNames))) }

@@ -19,7 +19,9 @@ public enum RecipeParser {
   static let blockNames: [String] = {
     ["BASE"] + (0..<12).map { String(format: "IN%02d", $0) } + ["M00"] + (0..<12).map { String(format: "OUT%02d", $0) } + ["VAE"]
   }()
-  static let componentNames = ["unet", "clip_l", "clip_g", "clip_h", "vae", "ema", "scheduler", "lora", "other", "embed", "layers", "norm", "lm_head"]
+  static let componentNames = [
+    "unet", "clip_l", "clip_g", "clip_h", "vae", "ema", "scheduler", "lora", "other", "embed", "layers", "norm", "lm_head",
+  ]
   static let maxBytes = 1 << 20
 
   /// Parses `text` read from `file`.
@@ -125,7 +127,8 @@ private struct Parse {
         }
         reopenable = false
         if b == space || b == tab { continue }
-        let tokenStart = prev == space || prev == tab || prev == UInt8(ascii: "[") || prev == UInt8(ascii: "{")
+        let tokenStart =
+          prev == space || prev == tab || prev == UInt8(ascii: "[") || prev == UInt8(ascii: "{")
           || prev == UInt8(ascii: ",") || prev == UInt8(ascii: ":") || column == 1
         // What YAML reads as the start of a node: line start, or after `:`, `- `, `? `, `[`, `{`, `,`.
         let nodeStart = tokenStart && (lastSignificant.map { Parse.nodeIndicators.contains($0) } ?? true)
@@ -179,7 +182,8 @@ private struct Parse {
       throw RecipeError(
         file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))\(hint)")
     } catch let YamlError.parser(context, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
+      throw RecipeError(
+        file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
     } catch let YamlError.composer(context, problem, mark, _) {
       if problem.contains("another document") {
         throw RecipeError(
@@ -194,7 +198,9 @@ private struct Parse {
       let again = repeatedKey(key, after: first)
       throw RecipeError(
         file: file, line: again?.line ?? first.line, column: again?.column ?? first.column,
-        message: "duplicate key `\(key)` (first written at line \(first.line), column \(first.column)); each key may appear once in a mapping")
+        message:
+          "duplicate key `\(key)` (first written at line \(first.line), column \(first.column)); each key may appear once in a mapping"
+      )
     } catch {
       throw RecipeError(file: file, line: 1, column: 1, message: "YAML: \(error)")
     }
@@ -204,7 +210,9 @@ private struct Parse {
     }
     let version = try integer(versionNode, "mixlab")
     guard version == Recipe.formatVersion else {
-      throw err(versionNode, "recipe format version \(version) is not supported by this mixlab (it reads version \(Recipe.formatVersion))")
+      throw err(
+        versionNode, "recipe format version \(version) is not supported by this mixlab (it reads version \(Recipe.formatVersion))"
+      )
     }
     let recipeName = try top["name"].map { try string($0, "name") } ?? name
     let description = try top["description"].map { try string($0, "description") }
@@ -335,12 +343,16 @@ private struct Parse {
 
   func choice(_ node: Node, _ what: String, _ values: [String]) throws -> String {
     let s = try string(node, what)
-    guard values.contains(s) else { throw err(node, "\(what) must be one of \(values.joined(separator: ", ")), not `\(s)`\(Suggest.hint(s, among: values))") }
+    guard values.contains(s) else {
+      throw err(node, "\(what) must be one of \(values.joined(separator: ", ")), not `\(s)`\(Suggest.hint(s, among: values))")
+    }
     return s
   }
 
   func validName(_ node: Node, _ s: String, _ what: String) throws {
-    let ok = !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
+    let ok =
+      !s.isEmpty && s.count <= 64
+      && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
       && s.unicodeScalars.allSatisfy { $0.isASCII }
     guard ok else { throw err(node, "\(what) `\(s)` must be 1–64 ASCII letters, digits, `_` or `-`") }
   }
@@ -442,7 +454,9 @@ private struct Parse {
         throw err(modelsNode, "\(method.rawValue) needs at least \(info.minOperands) models, got \(models.count)")
       }
       if let mx = info.maxOperands, models.count > mx {
-        throw err(modelsNode, "\(method.rawValue) takes \(mx == info.minOperands ? "exactly" : "at most") \(mx) models, got \(models.count)")
+        throw err(
+          modelsNode,
+          "\(method.rawValue) takes \(mx == info.minOperands ? "exactly" : "at most") \(mx) models, got \(models.count)")
       }
       var base: String?
       if let b = sm["base"] {
@@ -486,7 +500,8 @@ private struct Parse {
         if let epsilon, !(d - epsilon > 0 && d + epsilon < 1) {
           throw err(
             sm["epsilon"] ?? sm["density"],
-            "\(method.rawValue) keeps entries with probabilities density ± epsilon = \(d) ± \(epsilon), which must stay inside (0, 1); lower epsilon or move density")
+            "\(method.rawValue) keeps entries with probabilities density ± epsilon = \(d) ± \(epsilon), which must stay inside (0, 1); lower epsilon or move density"
+          )
         }
       }
       for o in info.options {
@@ -498,14 +513,16 @@ private struct Parse {
             v = try string(n, o.name)
           }
           guard o.values.contains(v) else {
-            throw err(n, "\(o.name) must be one of \(o.values.joined(separator: ", ")), not `\(v)`\(Suggest.hint(v, among: o.values))")
+            throw err(
+              n, "\(o.name) must be one of \(o.values.joined(separator: ", ")), not `\(v)`\(Suggest.hint(v, among: o.values))")
           }
           options[o.name] = v
         }
       }
       out.append(
         RecipeStep(
-          name: e.name, method: method, models: models, base: base, weights: weights, params: params, options: options, seed: seed,
+          name: e.name, method: method, models: models, base: base, weights: weights, params: params, options: options,
+          seed: seed,
           line: e.key.mark?.line ?? 1))
     }
     return (out, keys)
@@ -529,7 +546,8 @@ private struct Parse {
       let m = try mapping(node, what, allowed: ["blocks", "gradient", "filters", "default"])
       let forms = ["blocks", "gradient", "filters"].filter { m[$0] != nil }
       guard forms.count == 1 else {
-        let message = forms.isEmpty
+        let message =
+          forms.isEmpty
           ? "\(what): a mapping value needs `blocks`, `gradient` or `filters`"
           : "\(what): give one of `blocks`, `gradient` or `filters`, not \(forms.map { "`\($0)`" }.joined(separator: " and "))"
         throw err(node, message)
@@ -540,7 +558,10 @@ private struct Parse {
           var v: [Double] = []
           for n in s { v.append(try checked(n, try number(n, what))) }
           guard [20, 21, 26, 27].contains(v.count) else {
-            throw err(b, "a block list has 26 values for SD1/SD2 (BASE, IN00–IN11, M00, OUT00–OUT11), 27 with VAE, or 20/21 for SDXL; got \(v.count)")
+            throw err(
+              b,
+              "a block list has 26 values for SD1/SD2 (BASE, IN00–IN11, M00, OUT00–OUT11), 27 with VAE, or 20/21 for SDXL; got \(v.count)"
+            )
           }
           if let d = m.entry("default") {
             throw err(d.key, "\(what): a block list gives every block a value, so `default` would never apply; remove it")
@@ -549,7 +570,9 @@ private struct Parse {
         }
         let bm = try mapping(b, "blocks", allowed: RecipeParser.blockNames)
         var values: [String: Double] = [:]
-        for e in bm.entries { values[e.name] = try checked(e.value, try number(e.value, "\(what) for \(e.name)"), label: "\(what) for \(e.name)") }
+        for e in bm.entries {
+          values[e.name] = try checked(e.value, try number(e.value, "\(what) for \(e.name)"), label: "\(what) for \(e.name)")
+        }
         return .blocks(values, fallback: fallback)
       }
       if let g = m["gradient"] {
@@ -666,7 +689,9 @@ private struct Parse {
     if let s = m["shard_size"] {
       let text: String
       if case .scalar(let sc) = s { text = sc.string } else { throw err(s, "shard_size must be a size such as 2GB") }
-      guard let bytes = ByteCount.parse(text), bytes >= 1 << 20 else { throw err(s, "shard_size must be a size of at least 1MiB, such as 2GB") }
+      guard let bytes = ByteCount.parse(text), bytes >= 1 << 20 else {
+        throw err(s, "shard_size must be a size of at least 1MiB, such as 2GB")
+      }
       shard = bytes
     }
     var metadata: [String: String] = [:]
@@ -678,7 +703,8 @@ private struct Parse {
     }
     return RecipeOutput(
       from: from, assemble: rules, dtype: DType(userSpelling: dtypeText)!, compute: ComputeType(rawValue: compute)!, seed: seed,
-      timeEmbed: TimeEmbedPlacement(rawValue: te)!, keyPolicy: KeyPolicy(rawValue: kp)!, nonFinite: NonFinitePolicy(rawValue: nf)!,
+      timeEmbed: TimeEmbedPlacement(rawValue: te)!, keyPolicy: KeyPolicy(rawValue: kp)!,
+      nonFinite: NonFinitePolicy(rawValue: nf)!,
       reference: reference, shardBytes: shard, metadata: metadata)
   }
 
