@@ -220,7 +220,7 @@ struct RunnerTests {
   @Test("a missing input file is an error naming the recipe line, the input and the path")
   func missingInputFile() throws {
     let t = try TempWorkspace()
-    try t.recipe("e", "soup.yaml", soupRecipe("no/such.safetensors", Models.sd1[1]))
+    try t.recipe("e", "soup.yaml", soupRecipe("no/such.safetensors", try Models.sd1[1]))
     #expect {
       try t.run("experiments/e")
     } throws: { error in

@@ -26,7 +26,7 @@ struct SpecBuilderTests {
 
   @Test("SD1 block lists: 26 values name BASE…OUT11, 27 add VAE")
   func sd1Lists() throws {
-    let m = Models.sd1
+    let m = try Models.sd1
     let s26 = try build(blend(list(26)), [m[0], m[1]])
     #expect(
       s26.nodes[0].params["alpha"]
@@ -46,7 +46,7 @@ struct SpecBuilderTests {
 
   @Test("SDXL block lists: 20 values name BASE…OUT08, 21 add VAE; SD1 lists and blocks are refused")
   func sdxlLists() throws {
-    let m = Models.sdxl
+    let m = try Models.sdxl
     let s20 = try build(blend(list(20)), [m[0], m[1]])
     #expect(
       s20.nodes[0].params["alpha"]
@@ -78,7 +78,7 @@ struct SpecBuilderTests {
 
   @Test("assemble rules map to engine selectors and sources; steps and inputs to refs")
   func assemble() throws {
-    let m = Models.sd1
+    let m = try Models.sd1
     let spec = try build(
       #"""
       mixlab: 1
@@ -118,7 +118,7 @@ struct SpecBuilderTests {
 
   @Test("the reference input: explicit, else the main step's base followed down, else its first model")
   func reference() throws {
-    let m = Models.sd1
+    let m = try Models.sd1
     let files = [m[0], m[1], m[2]]
     let steps = "steps:\n  soup: {method: average, models: [c, b]}\n  tv: {method: task_arithmetic, base: soup, models: [a]}\n"
     let text = "mixlab: 1\ninputs: {a: a, b: b, c: c}\n" + steps
@@ -131,7 +131,7 @@ struct SpecBuilderTests {
 
   @Test("seeded steps get their own seed or output.seed; other steps none; output options carry over")
   func seeds() throws {
-    let m = Models.sd1
+    let m = try Models.sd1
     let spec = try build(
       """
       mixlab: 1
@@ -149,7 +149,7 @@ struct SpecBuilderTests {
 
   @Test("time_embed placement does not rename blocks: the same 26 names either way")
   func timeEmbed() throws {
-    let m = Models.sd1
+    let m = try Models.sd1
     let text = blend(list(26)).replacingOccurrences(of: "output: {from: s}", with: "output: {from: s, time_embed: in00}")
     let spec = try build(text, [m[0], m[1]])
     #expect(spec.timeEmbed == .in00)

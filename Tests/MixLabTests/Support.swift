@@ -30,7 +30,7 @@ final class TempWorkspace {
   func copyModels() throws -> [String] {
     let dir = root + "/models"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return try Models.sd1.map { src in
+    return try (try Models.sd1).map { src in
       let dst = dir + "/" + (src as NSString).lastPathComponent
       try FileManager.default.copyItem(atPath: src, toPath: dst)
       return dst
@@ -61,16 +61,16 @@ enum Models {
   }()
 
   /// SD1 layout at scale 0.02: a base and three variants.
-  static let sd1: [String] = {
-    let s = Synthesizer(architecture: .sd1, count: 4, seed: 11, scale: 0.02, dtype: .f16)
-    return try! s.write(to: folder + "/sd1").map(\.path)
-  }()
-
+  static var sd1: [String] { get throws { try sd1Result.get() } }
   /// SDXL layout at scale 0.01: a base and one variant.
-  static let sdxl: [String] = {
-    let s = Synthesizer(architecture: .sdxl, count: 2, seed: 12, scale: 0.01, dtype: .f16)
-    return try! s.write(to: folder + "/sdxl").map(\.path)
-  }()
+  static var sdxl: [String] { get throws { try sdxlResult.get() } }
+
+  private static let sd1Result = Result {
+    try Synthesizer(architecture: .sd1, count: 4, seed: 11, scale: 0.02, dtype: .f16).write(to: folder + "/sd1").map(\.path)
+  }
+  private static let sdxlResult = Result {
+    try Synthesizer(architecture: .sdxl, count: 2, seed: 12, scale: 0.01, dtype: .f16).write(to: folder + "/sdxl").map(\.path)
+  }
 }
 
 /// SHA-256 of a file's bytes, computed here rather than by the code under test.
