@@ -63,11 +63,26 @@ public struct BlockMap: Sendable {
   /// Position of `key` along the depth of an LLM in [0, 1]: layer i of L is i/(L−1);
   /// embeddings count as 0, the final norm and LM head as 1; nil for keys of no layer.
   public func layerPosition(of key: String, layerCount: Int) -> Double? {
-    if let r = key.range(of: "layers."), let i = leadingInt(key[r.upperBound...]) {
+    if let i = BlockMap.layerIndex(of: key) {
       return layerCount > 1 ? Double(i) / Double(layerCount - 1) : 0
     }
     if key.hasPrefix("model.embed_tokens.") { return 0 }
     if key.hasPrefix("model.norm.") || key.hasPrefix("lm_head.") { return 1 }
+    return nil
+  }
+
+  /// N of a `….layers.N.…` key (Llama `model.layers.N`, CLIP `encoder.layers.N`); not the
+  /// `in_layers.N`/`out_layers.N` sub-modules of UNet res blocks, which are no depth.
+  public static func layerIndex(of key: String) -> Int? {
+    var search = key[...]
+    while let r = search.range(of: "layers.") {
+      let atStart = r.lowerBound == key.startIndex || key[key.index(before: r.lowerBound)] == "."
+      if atStart {
+        let digits = key[r.upperBound...].prefix { $0.isASCII && $0.isNumber }
+        if let i = Int(digits) { return i }
+      }
+      search = key[r.upperBound...]
+    }
     return nil
   }
 

@@ -214,10 +214,7 @@ public enum Planner {
   static func layerCount(_ names: [String]) -> Int {
     var maxIndex = -1
     for n in names {
-      if let r = n.range(of: "layers.") {
-        let digits = n[r.upperBound...].prefix { $0.isASCII && $0.isNumber }
-        if let i = Int(digits) { maxIndex = max(maxIndex, i) }
-      }
+      if let i = BlockMap.layerIndex(of: n) { maxIndex = max(maxIndex, i) }
     }
     return maxIndex + 1
   }

@@ -146,9 +146,13 @@ public final class Runner: @unchecked Sendable {
     var timings = RunResult.Timings()
     timings.hashSeconds = Date().timeIntervalSince(hashStart)
 
-    // Up to date: same recipe hash and the same input bytes, and the artifact still there.
+    // Up to date: same recipe hash and the same input bytes under the same input names, and
+    // the artifact still there. (The index matches the set of input hashes; two inputs that
+    // swapped files have the same set but not the same output.)
     if !options.force && !options.dryRun,
       let row = try index.latestRun(recipeHash: recipe.hash, inputHashes: inputs.map(\.sha256)),
+      Dictionary(try index.inputs(runID: row.runID).map { ($0.name, $0.sha256) }, uniquingKeysWith: { a, _ in a })
+        == Dictionary(inputs.map { ($0.name, $0.sha256) }, uniquingKeysWith: { a, _ in a }),
       FileManager.default.fileExists(atPath: artifact),
       let current = try? Runner.hashOutput(artifact, cache: cache, verify: options.verify),
       current == row.outputSHA256

@@ -13,10 +13,38 @@ public enum SpecBuilder {
       if let i = inputIndex[name] { return .input(i) }
       return .node(stepIndex[name]!)
     }
-    let reference = referenceInput(recipe, inputIndex: inputIndex)
+    let reference = inputIndex[recipe.referenceInput]!
     let arch = Detection.architecture(of: inputs[reference].entries.map { ($0.info.name, $0.info.shape) })
     let blockNames = BlockMap(architecture: arch, timeEmbed: recipe.output.timeEmbed).blockNames
+    let knownBlocks = Set(blockNames)
+    let ins = blockNames.filter { $0.hasPrefix("IN") }
+    let outs = blockNames.filter { $0.hasPrefix("OUT") }
+    let blockList =
+      ins.isEmpty || outs.isEmpty
+      ? blockNames.joined(separator: ", ") : "BASE, \(ins[0])–\(ins.last!), M00, \(outs[0])–\(outs.last!), VAE"
+    /// A block the inputs' architecture does not have would silently never match.
+    func unknownBlock(_ names: [String]) -> String? {
+      names.sorted().first { !knownBlocks.contains($0) }
+    }
+    func noSuchBlock(_ block: String) -> String {
+      "\(arch.rawValue) models have no block \(block) (their blocks: \(blockList))"
+    }
+    func checkBlocks(_ p: RecipeParam, step: String, name: String) throws {
+      switch p {
+      case .blocks(let values, _):
+        if let bad = unknownBlock(Array(values.keys)) {
+          let line = recipe.steps.first { $0.name == step }?.line ?? 1
+          throw RecipeError(file: recipe.file, line: line, column: 1, message: "step `\(step)`, \(name): \(noSuchBlock(bad))")
+        }
+      case .rules(let rules, let fallback):
+        for r in rules { try checkBlocks(r.value, step: step, name: name) }
+        if let fallback { try checkBlocks(fallback, step: step, name: name) }
+      default:
+        break
+      }
+    }
     func engine(_ p: RecipeParam, step: String, name: String) throws -> ParamValue {
+      try checkBlocks(p, step: step, name: name)
       do {
         return try p.engineValue(blockNames: blockNames)
       } catch {
@@ -45,7 +73,11 @@ public enum SpecBuilder {
       switch r.selector {
       case .all: selector = .all
       case .components(let c): selector = .components(Set(c))
-      case .blocks(let b): selector = .blocks(Set(b))
+      case .blocks(let b):
+        if let bad = unknownBlock(b) {
+          throw RecipeError(file: recipe.file, line: r.line, column: 1, message: "assemble rule: \(noSuchBlock(bad))")
+        }
+        selector = .blocks(Set(b))
       case .match(let g): selector = .pattern(.glob(g))
       case .regex(let x): selector = .pattern(.regex(x))
       }
@@ -70,20 +102,5 @@ public enum SpecBuilder {
       computeType: recipe.output.compute, outputDType: recipe.output.dtype, seed: recipe.output.seed,
       timeEmbed: recipe.output.timeEmbed, keyPolicy: recipe.output.keyPolicy, nonFinitePolicy: recipe.output.nonFinite,
       metadata: metadata)
-  }
-
-  /// The input that defines the output's keys: `output.reference`, else the base of the main
-  /// step (following steps down), else its first model, else the first input.
-  static func referenceInput(_ recipe: Recipe, inputIndex: [String: Int]) -> Int {
-    if let r = recipe.output.reference, let i = inputIndex[r] { return i }
-    var name = recipe.output.from
-    var guardCount = 0
-    while guardCount < 1000 {
-      guardCount += 1
-      if let i = inputIndex[name] { return i }
-      guard let s = recipe.steps.first(where: { $0.name == name }) else { break }
-      name = s.base ?? s.models[0]
-    }
-    return 0
   }
 }

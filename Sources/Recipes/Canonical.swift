@@ -52,7 +52,10 @@ public indirect enum CanonicalValue: Sendable, Equatable {
 
 /// The canonical form of a recipe: everything that determines the output bytes, with every
 /// default written out, and nothing that does not (comments, key order, formatting, the
-/// recipe's name and description, input paths: inputs are pinned by content in the run record).
+/// recipe's name and description, input paths and sha256 pins: inputs are pinned by content
+/// in the run record). Defaults that depend on the recipe are resolved: default weights,
+/// each seeded step's effective seed (its own, else `output.seed`), and the reference input;
+/// `output.seed` itself is left out, since only seeded steps read it.
 enum Canonical {
   static func json(inputs: [RecipeInput], steps: [RecipeStep], output: RecipeOutput) -> String {
     var ins: [String: CanonicalValue] = [:]
@@ -86,7 +89,11 @@ enum Canonical {
         "semantics": .string(info.semanticsVersion),
       ]
       if let b = s.base { obj["base"] = .string(b) }
-      if let w = s.weights { obj["weights"] = .array(w.map(value)) }
+      if let w = s.weights {
+        obj["weights"] = .array(w.map(value))
+      } else if info.weights {
+        obj["weights"] = .array(defaultWeights(s.method, count: s.models.count).map { .number($0) })
+      }
       if info.seeded { obj["seed"] = .integer(s.seed ?? output.seed) }
       st[s.name] = .object(obj)
     }
@@ -109,17 +116,23 @@ enum Canonical {
     }
     var out: [String: CanonicalValue] = [
       "from": .string(output.from), "assemble": .array(rules), "dtype": .string(output.dtype.rawValue),
-      "compute": .string(output.compute.rawValue), "seed": .integer(output.seed), "time_embed": .string(output.timeEmbed.rawValue),
+      "compute": .string(output.compute.rawValue), "time_embed": .string(output.timeEmbed.rawValue),
       "key_policy": .string(output.keyPolicy.rawValue), "nonfinite": .string(output.nonFinite.rawValue),
       "metadata": .object(output.metadata.mapValues { .string($0) }),
     ]
-    out["reference"] = output.reference.map { .string($0) } ?? .null
+    out["reference"] = .string(Recipe.referenceInput(inputs: inputs, steps: steps, output: output))
     out["shard_size"] = output.shardBytes.map { .integer(UInt64($0)) } ?? .null
     let root: CanonicalValue = .object([
       "mixlab": .integer(UInt64(Recipe.formatVersion)), "engine": .string(Engine.version), "inputs": .object(ins),
       "steps": .object(st), "output": .object(out),
     ])
     return root.text
+  }
+
+  /// The weights the engine uses when a step gives none (MethodCompiler): 1 per model, and
+  /// 1/n for karcher.
+  static func defaultWeights(_ method: MethodName, count n: Int) -> [Double] {
+    Array(repeating: method == .karcher ? 1 / Double(max(1, n)) : 1, count: n)
   }
 
   static func value(_ p: RecipeParam) -> CanonicalValue {

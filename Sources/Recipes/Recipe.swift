@@ -40,7 +40,9 @@ public indirect enum RecipeParam: Sendable, Equatable {
         return .blocks(Dictionary(uniqueKeysWithValues: zip(withoutVAE, v)), fallback: nil)
       }
       throw RecipeParamError(
-        message: "a block list for this architecture has \(withoutVAE.count) values (\(withoutVAE.first ?? "")…\(withoutVAE.last ?? "")) or \(blockNames.count) with VAE; this one has \(v.count)")
+        message:
+          "a block list for this architecture has \(withoutVAE.count) values (\(withoutVAE.first ?? "")…\(withoutVAE.last ?? "")) or \(blockNames.count) with VAE; this one has \(v.count)"
+      )
     case .rules(let rules, let fallback):
       var out: [ParamValue.KeyRule] = []
       for r in rules { out.append(.init(pattern: r.pattern, value: try r.value.engineValue(blockNames: blockNames))) }
@@ -141,6 +143,24 @@ public struct Recipe: Sendable {
   public var canonical: String
   /// SHA-256 of `canonical`.
   public var hash: String
+
+  /// The input whose keys, shapes and integer tensors define the output.
+  public var referenceInput: String { Recipe.referenceInput(inputs: inputs, steps: steps, output: output) }
+
+  /// `output.reference`, else the base of the main step (following steps down), else its
+  /// first model, else the first input.
+  static func referenceInput(inputs: [RecipeInput], steps: [RecipeStep], output: RecipeOutput) -> String {
+    if let r = output.reference { return r }
+    let inputNames = Set(inputs.map(\.name))
+    var name = output.from
+    var seen = Set<String>()
+    while seen.insert(name).inserted {
+      if inputNames.contains(name) { return name }
+      guard let s = steps.first(where: { $0.name == name }) else { break }
+      name = s.base ?? s.models[0]
+    }
+    return inputs[0].name
+  }
 
   /// Names of other recipes this one reads.
   public var dependencies: [String] {

@@ -19,7 +19,9 @@ public enum RecipeParser {
   static let blockNames: [String] = {
     ["BASE"] + (0..<12).map { String(format: "IN%02d", $0) } + ["M00"] + (0..<12).map { String(format: "OUT%02d", $0) } + ["VAE"]
   }()
-  static let componentNames = ["unet", "clip_l", "clip_g", "clip_h", "vae", "ema", "scheduler", "lora", "other", "embed", "layers", "norm", "lm_head"]
+  static let componentNames = [
+    "unet", "clip_l", "clip_g", "clip_h", "vae", "ema", "scheduler", "lora", "other", "embed", "layers", "norm", "lm_head",
+  ]
   static let maxBytes = 1 << 20
 
   /// Parses `text` read from `file`.
@@ -65,60 +67,102 @@ private struct Parse {
   }
 
   /// Refuses anchors, aliases and very deep flow nesting before the YAML parser sees them
-  /// (alias expansion can blow up memory; recipes never need them).
+  /// (alias expansion can blow up memory and time; recipes never need them).
+  ///
+  /// A light scanner, not a YAML parser: it follows quoted scalars (with their escapes),
+  /// comments and block scalars (`|`, `>`), and only treats `&` and `*` as YAML does, at the
+  /// start of a node. So `description: Tom & Jerry` or a `* bullet` inside a `|` block passes,
+  /// while `*attn*` written unquoted (an alias to YAML) is refused with a hint.
   func prescan() throws {
     guard text.utf8.count <= RecipeParser.maxBytes else {
       throw RecipeError(file: file, line: 1, column: 1, message: "the recipe is larger than 1 MiB")
     }
-    var line = 1
-    var col = 0
+    let space = UInt8(ascii: " ")
+    let tab = UInt8(ascii: "\t")
+    let dq = UInt8(ascii: "\"")
+    let sq = UInt8(ascii: "'")
     var quote: UInt8? = nil
-    var comment = false
+    var escaped = false
     var depth = 0
-    var prev: UInt8 = 0x0A
-    for b in text.utf8 {
-      col += 1
-      if b == 0x0A {
-        line += 1
-        col = 0
-        comment = false
-        if quote == UInt8(ascii: "'") || quote == UInt8(ascii: "\"") {
-          // Multi-line quoted scalars are allowed; keep the quote state.
+    // Indentation of the line that opened a block scalar; deeper lines are its text.
+    var blockScalarParent: Int? = nil
+    var lineNumber = 0
+    for lineBytes in text.utf8.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+      lineNumber += 1
+      let line = Array(lineBytes.last == UInt8(ascii: "\r") ? lineBytes.dropLast() : lineBytes[...])
+      let indent = line.prefix { $0 == space }.count
+      if let parent = blockScalarParent, quote == nil {
+        if line.allSatisfy({ $0 == space || $0 == tab }) || indent > parent { continue }
+        blockScalarParent = nil
+      }
+      var lastSignificant: UInt8? = nil  // the last non-blank byte outside quotes on this line
+      var prev: UInt8 = space
+      var column = 0
+      var reopenable = false  // just closed a single-quoted scalar: `''` is an escaped quote
+      for b in line {
+        column += 1
+        defer { prev = b }
+        if let q = quote {
+          if q == dq {
+            if escaped {
+              escaped = false
+            } else if b == UInt8(ascii: "\\") {
+              escaped = true
+            } else if b == dq {
+              quote = nil
+              lastSignificant = b
+            }
+          } else if b == sq {
+            quote = nil
+            reopenable = true
+            lastSignificant = b
+            continue
+          }
+          continue
         }
-        prev = b
-        continue
+        if reopenable && b == sq {
+          quote = sq
+          reopenable = false
+          continue
+        }
+        reopenable = false
+        if b == space || b == tab { continue }
+        let tokenStart =
+          prev == space || prev == tab || prev == UInt8(ascii: "[") || prev == UInt8(ascii: "{")
+          || prev == UInt8(ascii: ",") || prev == UInt8(ascii: ":") || column == 1
+        // What YAML reads as the start of a node: line start, or after `:`, `- `, `? `, `[`, `{`, `,`.
+        let nodeStart = tokenStart && (lastSignificant.map { Parse.nodeIndicators.contains($0) } ?? true)
+        if b == UInt8(ascii: "#") && (prev == space || prev == tab || column == 1) { break }  // a comment
+        if (b == dq || b == sq) && nodeStart {
+          quote = b
+          escaped = false
+        } else if (b == UInt8(ascii: "&") || b == UInt8(ascii: "*")) && nodeStart {
+          throw RecipeError(
+            file: file, line: lineNumber, column: column,
+            message: "YAML anchors and aliases (& and *) are not allowed in recipes; quote a glob such as \"*attn*\"")
+        } else if b == UInt8(ascii: "[") || b == UInt8(ascii: "{") {
+          depth += 1
+          if depth > 32 {
+            throw RecipeError(file: file, line: lineNumber, column: column, message: "nesting deeper than 32 levels")
+          }
+        } else if b == UInt8(ascii: "]") || b == UInt8(ascii: "}") {
+          depth = max(0, depth - 1)
+        } else if (b == UInt8(ascii: "|") || b == UInt8(ascii: ">")) && nodeStart {
+          // A block scalar header (`|`, `>-`, `|2+` …) followed by nothing but a comment.
+          let rest = line[column...]
+          let header = rest.prefix { $0 != space && $0 != tab }
+          let after = rest.dropFirst(header.count).drop { $0 == space || $0 == tab }
+          let isHeader = header.allSatisfy {
+            $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || (UInt8(ascii: "1")...UInt8(ascii: "9")).contains($0)
+          }
+          if isHeader && (after.isEmpty || after.first == UInt8(ascii: "#")) { blockScalarParent = indent }
+        }
+        lastSignificant = b
       }
-      if comment {
-        prev = b
-        continue
-      }
-      if let q = quote {
-        if b == q && !(q == UInt8(ascii: "\"") && prev == UInt8(ascii: "\\")) { quote = nil }
-        prev = b
-        continue
-      }
-      let tokenStart = prev == 0x0A || prev == 0x20 || prev == 0x09 || prev == UInt8(ascii: "[") || prev == UInt8(ascii: "{")
-        || prev == UInt8(ascii: ",")
-      switch b {
-      case UInt8(ascii: "#") where prev == 0x20 || prev == 0x09 || prev == 0x0A:
-        comment = true
-      case UInt8(ascii: "'"), UInt8(ascii: "\"") where tokenStart || prev == UInt8(ascii: ":"):
-        quote = b
-      case UInt8(ascii: "&") where tokenStart, UInt8(ascii: "*") where tokenStart:
-        throw RecipeError(
-          file: file, line: line, column: col,
-          message: "YAML anchors and aliases (& and *) are not allowed in recipes; quote a glob such as \"*attn*\"")
-      case UInt8(ascii: "["), UInt8(ascii: "{"):
-        depth += 1
-        if depth > 32 { throw RecipeError(file: file, line: line, column: col, message: "nesting deeper than 32 levels") }
-      case UInt8(ascii: "]"), UInt8(ascii: "}"):
-        depth = max(0, depth - 1)
-      default:
-        break
-      }
-      prev = b
     }
   }
+
+  static let nodeIndicators: [UInt8] = [":", "-", "?", "[", "{", ","].map { UInt8(ascii: $0) }
 
   mutating func run(name: String) throws -> Recipe {
     try prescan()
@@ -130,16 +174,33 @@ private struct Parse {
       root = r
     } catch let e as RecipeError {
       throw e
-    } catch let YamlError.scanner(_, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)")
-    } catch let YamlError.parser(_, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)")
-    } catch let YamlError.composer(_, problem, mark, _) {
-      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)")
-    } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+    } catch let YamlError.scanner(context, problem, mark, _) {
+      let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+      let line = mark.line >= 1 && mark.line <= lines.count ? Array(lines[mark.line - 1].unicodeScalars) : []
+      let tab = mark.column >= 1 && mark.column <= line.count && line[mark.column - 1] == "\t"
+      let hint = tab ? "; YAML does not allow tabs for indentation, use spaces" : ""
       throw RecipeError(
-        file: file, line: context.mark.line, column: context.mark.column,
-        message: "duplicate key \(duplicates.map { "`\($0)`" }.joined(separator: ", ")) in the same mapping")
+        file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))\(hint)")
+    } catch let YamlError.parser(context, problem, mark, _) {
+      throw RecipeError(
+        file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
+    } catch let YamlError.composer(context, problem, mark, _) {
+      if problem.contains("another document") {
+        throw RecipeError(
+          file: file, line: mark.line, column: mark.column,
+          message: "a recipe file holds one YAML document; a second one starts here (`---`); put each recipe in its own file")
+      }
+      throw RecipeError(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)\(contextNote(context))")
+    } catch let YamlError.duplicatedKeysInMapping(duplicates, context) {
+      // Yams names the first occurrence; point at the repeated one, where the mistake is.
+      let key = duplicates.first ?? ""
+      let first = context.mark
+      let again = repeatedKey(key, after: first)
+      throw RecipeError(
+        file: file, line: again?.line ?? first.line, column: again?.column ?? first.column,
+        message:
+          "duplicate key `\(key)` (first written at line \(first.line), column \(first.column)); each key may appear once in a mapping"
+      )
     } catch {
       throw RecipeError(file: file, line: 1, column: 1, message: "YAML: \(error)")
     }
@@ -149,22 +210,59 @@ private struct Parse {
     }
     let version = try integer(versionNode, "mixlab")
     guard version == Recipe.formatVersion else {
-      throw err(versionNode, "recipe format version \(version) is not supported by this mixlab (it reads version \(Recipe.formatVersion))")
+      throw err(
+        versionNode, "recipe format version \(version) is not supported by this mixlab (it reads version \(Recipe.formatVersion))"
+      )
     }
     let recipeName = try top["name"].map { try string($0, "name") } ?? name
     let description = try top["description"].map { try string($0, "description") }
     guard let inputsNode = top["inputs"] else { throw err(root, "missing `inputs`") }
     let inputs = try parseInputs(inputsNode)
-    guard let stepsNode = top["steps"] else { throw err(root, "missing `steps`") }
-    var steps = try parseSteps(stepsNode)
+    var steps: [RecipeStep] = []
+    var stepKeys: [String: Node] = [:]
+    if let stepsNode = top["steps"] {
+      (steps, stepKeys) = try parseSteps(stepsNode, inputs: inputs)
+    } else {
+      // Only assembling (a text encoder or VAE swap) needs no step: the output comes from an input.
+      let from = top["output"].flatMap { node -> String? in
+        guard case .mapping(let m) = node, let f = m["from"], case .scalar(let s) = f else { return nil }
+        return s.string
+      }
+      guard let from, inputs.contains(where: { $0.name == from }) else {
+        throw err(root, "missing `steps` (a recipe that only assembles takes `output.from` from an input and needs none)")
+      }
+    }
     guard let outputNode = top["output"] else { throw err(root, "missing `output` (at least `from: <step>`)") }
     let output = try parseOutput(outputNode, inputs: inputs, steps: steps)
-    steps = try order(steps, inputs: inputs, stepsNode: stepsNode)
-    try checkReferences(steps: steps, inputs: inputs, stepsNode: stepsNode)
+    steps = try order(steps, keys: stepKeys)
     let canonical = Canonical.json(inputs: inputs, steps: steps, output: output)
     return Recipe(
       file: file, name: recipeName, text: text, description: description, inputs: inputs, steps: steps, output: output,
       canonical: canonical, hash: Digest.sha256(canonical))
+  }
+
+  /// " (while parsing a flow sequence started at line 9, column 13)" from libyaml's context.
+  func contextNote(_ context: YamlError.Context?) -> String {
+    guard let context, !context.text.isEmpty else { return "" }
+    return " (\(context.text) started at line \(context.mark.line), column \(context.mark.column))"
+  }
+
+  /// Where a block mapping's key `key`, first written at `first`, is written again: the next
+  /// line at the same indentation that starts with the key (plain or quoted) and a colon.
+  func repeatedKey(_ key: String, after first: Mark) -> (line: Int, column: Int)? {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    guard first.line >= 1, first.line <= lines.count else { return nil }
+    let indent = first.column - 1
+    let spellings = [key, "\"\(key)\"", "'\(key)'"].map { $0 + ":" }
+    for n in first.line..<lines.count {
+      let line = lines[n]
+      let trimmed = line.drop { $0 == " " }
+      if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+      let lineIndent = line.count - trimmed.count
+      if lineIndent < indent { return nil }
+      if lineIndent == indent && spellings.contains(where: { trimmed.hasPrefix($0) }) { return (n + 1, indent + 1) }
+    }
+    return nil
   }
 
   // MARK: Generic readers
@@ -175,6 +273,11 @@ private struct Parse {
     var out = OrderedMap()
     for (k, v) in m {
       guard case .scalar(let s) = k else { throw err(k, "keys of \(what) must be plain names") }
+      // YAML sees `1:` and `"1":` as different keys; a recipe does not.
+      if let first = out.entries.first(where: { $0.name == s.string }) {
+        let at = first.key.mark.map { " (first written at line \($0.line), column \($0.column))" } ?? ""
+        throw err(k, "duplicate key `\(s.string)` in \(what)\(at); each key may appear once")
+      }
       if let allowed, !allowed.contains(s.string) {
         throw err(k, "unknown key `\(s.string)` in \(what)\(Suggest.hint(s.string, among: allowed))")
       }
@@ -189,6 +292,9 @@ private struct Parse {
   }
 
   func number(_ node: Node, _ what: String) throws -> Double {
+    if case .scalar(let s) = node, s.style != .plain, Double(s.string) != nil {
+      throw err(node, "\(what) must be a number, not the quoted text \"\(s.string)\"; remove the quotes")
+    }
     guard case .scalar(let s) = node, s.style == .plain, let v = Double(s.string.replacingOccurrences(of: "_", with: "")),
       v.isFinite, !s.string.lowercased().contains("nan"), !s.string.lowercased().contains("inf")
     else {
@@ -224,20 +330,29 @@ private struct Parse {
   }
 
   func names(_ node: Node, _ what: String) throws -> [String] {
-    if case .scalar = node { return [try string(node, what)] }
-    var out: [String] = []
-    for n in try sequence(node, what) { out.append(try string(n, what)) }
+    try namedNodes(node, what).map(\.name)
+  }
+
+  /// Names with the node each is written at (a single name or a list of names).
+  func namedNodes(_ node: Node, _ what: String) throws -> [(name: String, node: Node)] {
+    if case .scalar = node { return [(try string(node, what), node)] }
+    var out: [(name: String, node: Node)] = []
+    for n in try sequence(node, what) { out.append((try string(n, what), n)) }
     return out
   }
 
   func choice(_ node: Node, _ what: String, _ values: [String]) throws -> String {
     let s = try string(node, what)
-    guard values.contains(s) else { throw err(node, "\(what) must be one of \(values.joined(separator: ", ")), not `\(s)`\(Suggest.hint(s, among: values))") }
+    guard values.contains(s) else {
+      throw err(node, "\(what) must be one of \(values.joined(separator: ", ")), not `\(s)`\(Suggest.hint(s, among: values))")
+    }
     return s
   }
 
   func validName(_ node: Node, _ s: String, _ what: String) throws {
-    let ok = !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
+    let ok =
+      !s.isEmpty && s.count <= 64
+      && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
       && s.unicodeScalars.allSatisfy { $0.isASCII }
     guard ok else { throw err(node, "\(what) `\(s)` must be 1–64 ASCII letters, digits, `_` or `-`") }
   }
@@ -293,18 +408,34 @@ private struct Parse {
     return out
   }
 
-  func parseSteps(_ node: Node) throws -> [RecipeStep] {
+  /// The steps in file order, and the node of each step's name (for errors found later).
+  func parseSteps(_ node: Node, inputs: [RecipeInput]) throws -> (steps: [RecipeStep], keys: [String: Node]) {
     let m = try mapping(node, "steps", allowed: nil)
     guard !m.entries.isEmpty else { throw err(node, "`steps` is empty") }
+    let inputNames = inputs.map(\.name)
+    let known = inputNames + m.entries.map(\.name)
+    /// A model or base must name an input or a step; the error points at the name.
+    func checkReference(_ ref: String, at n: Node, step: String) throws {
+      guard known.contains(ref) else {
+        throw err(n, "step `\(step)` uses `\(ref)`, which is not an input or step\(Suggest.hint(ref, among: known))")
+      }
+    }
     var out: [RecipeStep] = []
+    var keys: [String: Node] = [:]
     for e in m.entries {
       try validName(e.key, e.name, "step name")
+      if inputNames.contains(e.name) {
+        throw err(e.key, "`\(e.name)` names both an input and a step; rename one of them")
+      }
+      keys[e.name] = e.key
       let sm = try mapping(e.value, "step `\(e.name)`", allowed: nil)
       guard let mNode = sm["method"] else { throw err(e.value, "step `\(e.name)` has no `method`") }
       let methodText = try string(mNode, "method")
       let normalized = methodText.lowercased().replacingOccurrences(of: "-", with: "_")
       guard let method = MethodName(rawValue: normalized) else {
-        throw err(mNode, "unknown method `\(methodText)`\(Suggest.hint(methodText, among: MethodName.allCases.map(\.rawValue)))")
+        let all = MethodName.allCases.map(\.rawValue)
+        let hint = Suggest.hint(methodText, among: all)
+        throw err(mNode, "unknown method `\(methodText)`\(hint.isEmpty ? " (methods: \(all.joined(separator: ", ")))" : hint)")
       }
       let info = Catalog.info(method)
       let allowed = RecipeParser.stepFixedKeys + info.params.map(\.name) + info.options.map(\.name)
@@ -316,17 +447,22 @@ private struct Parse {
         throw err(k.key, "unknown key `\(k.name)` in step `\(e.name)`\(hint)")
       }
       guard let modelsNode = sm["models"] else { throw err(e.value, "step `\(e.name)` has no `models`") }
-      let models = try names(modelsNode, "models")
+      let modelNodes = try namedNodes(modelsNode, "models")
+      for r in modelNodes { try checkReference(r.name, at: r.node, step: e.name) }
+      let models = modelNodes.map(\.name)
       if models.count < info.minOperands {
         throw err(modelsNode, "\(method.rawValue) needs at least \(info.minOperands) models, got \(models.count)")
       }
       if let mx = info.maxOperands, models.count > mx {
-        throw err(modelsNode, "\(method.rawValue) takes \(mx == info.minOperands ? "exactly" : "at most") \(mx) models, got \(models.count)")
+        throw err(
+          modelsNode,
+          "\(method.rawValue) takes \(mx == info.minOperands ? "exactly" : "at most") \(mx) models, got \(models.count)")
       }
       var base: String?
       if let b = sm["base"] {
         guard info.base != .none else { throw err(b, "\(method.rawValue) takes no base model") }
         base = try string(b, "base")
+        try checkReference(base!, at: b, step: e.name)
       } else if info.base == .required {
         throw err(e.value, "\(method.rawValue) needs a `base` (the model the deltas are taken from)")
       }
@@ -355,6 +491,19 @@ private struct Parse {
           throw err(e.value, "step `\(e.name)`: \(method.rawValue) needs `\(p.name)` (\(p.help))")
         }
       }
+      // DELLA keep probabilities are density ± epsilon; both ends must stay inside (0, 1).
+      if info.param("epsilon") != nil, case .constant(let d)? = params["density"] {
+        var epsilon = info.param("epsilon")?.defaultValue
+        if let e = params["epsilon"] {
+          if case .constant(let v) = e { epsilon = v } else { epsilon = nil }  // varies by tensor: checked when planning
+        }
+        if let epsilon, !(d - epsilon > 0 && d + epsilon < 1) {
+          throw err(
+            sm["epsilon"] ?? sm["density"],
+            "\(method.rawValue) keeps entries with probabilities density ± epsilon = \(d) ± \(epsilon), which must stay inside (0, 1); lower epsilon or move density"
+          )
+        }
+      }
       for o in info.options {
         if let n = sm[o.name] {
           let v: String
@@ -364,23 +513,25 @@ private struct Parse {
             v = try string(n, o.name)
           }
           guard o.values.contains(v) else {
-            throw err(n, "\(o.name) must be one of \(o.values.joined(separator: ", ")), not `\(v)`\(Suggest.hint(v, among: o.values))")
+            throw err(
+              n, "\(o.name) must be one of \(o.values.joined(separator: ", ")), not `\(v)`\(Suggest.hint(v, among: o.values))")
           }
           options[o.name] = v
         }
       }
       out.append(
         RecipeStep(
-          name: e.name, method: method, models: models, base: base, weights: weights, params: params, options: options, seed: seed,
+          name: e.name, method: method, models: models, base: base, weights: weights, params: params, options: options,
+          seed: seed,
           line: e.key.mark?.line ?? 1))
     }
-    return out
+    return (out, keys)
   }
 
   /// A number, a gradient list, `{blocks: …}`, `{gradient: …}` or `{filters: […], default: …}`.
   func param(_ node: Node, _ what: String, check: MethodInfo.Param?) throws -> RecipeParam {
-    func checked(_ n: Node, _ v: Double) throws -> Double {
-      if let check, let problem = check.check(v) { throw err(n, "\(what) \(problem)") }
+    func checked(_ n: Node, _ v: Double, label: String? = nil) throws -> Double {
+      if let check, let problem = check.check(v) { throw err(n, "\(label ?? what) \(problem)") }
       return v
     }
     switch node {
@@ -393,22 +544,41 @@ private struct Parse {
       return .gradient(v)
     case .mapping:
       let m = try mapping(node, what, allowed: ["blocks", "gradient", "filters", "default"])
+      let forms = ["blocks", "gradient", "filters"].filter { m[$0] != nil }
+      guard forms.count == 1 else {
+        let message =
+          forms.isEmpty
+          ? "\(what): a mapping value needs `blocks`, `gradient` or `filters`"
+          : "\(what): give one of `blocks`, `gradient` or `filters`, not \(forms.map { "`\($0)`" }.joined(separator: " and "))"
+        throw err(node, message)
+      }
       if let b = m["blocks"] {
         let fallback = try m["default"].map { try checked($0, try number($0, "default")) }
         if case .sequence(let s) = b {
           var v: [Double] = []
           for n in s { v.append(try checked(n, try number(n, what))) }
           guard [20, 21, 26, 27].contains(v.count) else {
-            throw err(b, "a block list has 26 values for SD1/SD2 (BASE, IN00–IN11, M00, OUT00–OUT11), 27 with VAE, or 20/21 for SDXL; got \(v.count)")
+            throw err(
+              b,
+              "a block list has 26 values for SD1/SD2 (BASE, IN00–IN11, M00, OUT00–OUT11), 27 with VAE, or 20/21 for SDXL; got \(v.count)"
+            )
+          }
+          if let d = m.entry("default") {
+            throw err(d.key, "\(what): a block list gives every block a value, so `default` would never apply; remove it")
           }
           return .blockList(v)
         }
         let bm = try mapping(b, "blocks", allowed: RecipeParser.blockNames)
         var values: [String: Double] = [:]
-        for e in bm.entries { values[e.name] = try checked(e.value, try number(e.value, "\(what) for \(e.name)")) }
+        for e in bm.entries {
+          values[e.name] = try checked(e.value, try number(e.value, "\(what) for \(e.name)"), label: "\(what) for \(e.name)")
+        }
         return .blocks(values, fallback: fallback)
       }
       if let g = m["gradient"] {
+        if let d = m.entry("default") {
+          throw err(d.key, "\(what): a gradient gives every layer a value, so `default` would never apply; remove it")
+        }
         var v: [Double] = []
         for n in try sequence(g, "gradient") { v.append(try checked(n, try number(n, what))) }
         guard !v.isEmpty else { throw err(g, "\(what): empty gradient") }
@@ -418,6 +588,9 @@ private struct Parse {
         var rules: [(pattern: KeyPattern, value: RecipeParam)] = []
         for r in try sequence(f, "filters") {
           let rm = try mapping(r, "a filter", allowed: ["match", "regex", "value"])
+          if rm["match"] != nil && rm["regex"] != nil {
+            throw err(r, "a filter needs one of `match: <glob>` or `regex: <expression>`, not both")
+          }
           let pattern: KeyPattern
           if let g = rm["match"] {
             pattern = .glob(try string(g, "match"))
@@ -434,7 +607,7 @@ private struct Parse {
         let fallback = try m["default"].map { try param($0, what, check: check) }
         return .rules(rules, fallback: fallback)
       }
-      throw err(node, "\(what): a mapping value needs `blocks`, `gradient` or `filters`")
+      throw err(node, "\(what): a mapping value needs `blocks`, `gradient` or `filters`")  // unreachable: one form is present
     case .alias:
       throw err(node, "aliases are not allowed")
     }
@@ -457,18 +630,17 @@ private struct Parse {
         let selector: AssembleSelector
         switch selectors[0] {
         case "components":
-          let cs = try names(rm["components"]!, "components")
-          for (i, c) in cs.enumerated() where !RecipeParser.componentNames.contains(c) {
-            let n = (try? sequence(rm["components"]!, "components"))?[i] ?? rm["components"]!
-            throw err(n, "unknown component `\(c)`\(Suggest.hint(c, among: RecipeParser.componentNames))")
+          let cs = try namedNodes(rm["components"]!, "components")
+          for c in cs where !RecipeParser.componentNames.contains(c.name) {
+            throw err(c.node, "unknown component `\(c.name)`\(Suggest.hint(c.name, among: RecipeParser.componentNames))")
           }
-          selector = .components(cs)
+          selector = .components(cs.map(\.name))
         case "blocks":
-          let bs = try names(rm["blocks"]!, "blocks")
-          for b in bs where !RecipeParser.blockNames.contains(b) {
-            throw err(rm["blocks"], "unknown block `\(b)`\(Suggest.hint(b, among: RecipeParser.blockNames))")
+          let bs = try namedNodes(rm["blocks"]!, "blocks")
+          for b in bs where !RecipeParser.blockNames.contains(b.name) {
+            throw err(b.node, "unknown block `\(b.name)`\(Suggest.hint(b.name, among: RecipeParser.blockNames))")
           }
-          selector = .blocks(bs)
+          selector = .blocks(bs.map(\.name))
         case "match": selector = .match(try string(rm["match"]!, "match"))
         case "regex":
           let text = try string(rm["regex"]!, "regex")
@@ -517,7 +689,9 @@ private struct Parse {
     if let s = m["shard_size"] {
       let text: String
       if case .scalar(let sc) = s { text = sc.string } else { throw err(s, "shard_size must be a size such as 2GB") }
-      guard let bytes = ByteCount.parse(text), bytes >= 1 << 20 else { throw err(s, "shard_size must be a size of at least 1MiB, such as 2GB") }
+      guard let bytes = ByteCount.parse(text), bytes >= 1 << 20 else {
+        throw err(s, "shard_size must be a size of at least 1MiB, such as 2GB")
+      }
       shard = bytes
     }
     var metadata: [String: String] = [:]
@@ -529,12 +703,13 @@ private struct Parse {
     }
     return RecipeOutput(
       from: from, assemble: rules, dtype: DType(userSpelling: dtypeText)!, compute: ComputeType(rawValue: compute)!, seed: seed,
-      timeEmbed: TimeEmbedPlacement(rawValue: te)!, keyPolicy: KeyPolicy(rawValue: kp)!, nonFinite: NonFinitePolicy(rawValue: nf)!,
+      timeEmbed: TimeEmbedPlacement(rawValue: te)!, keyPolicy: KeyPolicy(rawValue: kp)!,
+      nonFinite: NonFinitePolicy(rawValue: nf)!,
       reference: reference, shardBytes: shard, metadata: metadata)
   }
 
   /// Topological order of steps (stable: file order among independent steps); cycles refused.
-  func order(_ steps: [RecipeStep], inputs: [RecipeInput], stepsNode: Node) throws -> [RecipeStep] {
+  func order(_ steps: [RecipeStep], keys: [String: Node]) throws -> [RecipeStep] {
     let byName = Dictionary(uniqueKeysWithValues: steps.map { ($0.name, $0) })
     var state: [String: Int] = [:]  // 1 visiting, 2 done
     var out: [RecipeStep] = []
@@ -542,7 +717,7 @@ private struct Parse {
       if state[name] == 2 { return }
       if state[name] == 1 {
         let cycle = (path.drop { $0 != name } + [name]).joined(separator: " → ")
-        throw RecipeError(file: file, line: byName[name]!.line, column: 1, message: "steps form a cycle: \(cycle)")
+        throw err(keys[name], "steps form a cycle: \(cycle); a step cannot use its own result")
       }
       state[name] = 1
       let s = byName[name]!
@@ -554,21 +729,6 @@ private struct Parse {
     }
     for s in steps { try visit(s.name, []) }
     return out
-  }
-
-  func checkReferences(steps: [RecipeStep], inputs: [RecipeInput], stepsNode: Node) throws {
-    let inputNames = Set(inputs.map(\.name))
-    let stepNames = Set(steps.map(\.name))
-    for n in inputNames.intersection(stepNames) {
-      throw RecipeError(file: file, line: steps.first { $0.name == n }!.line, column: 1, message: "`\(n)` names both an input and a step")
-    }
-    let known = Array(inputNames) + Array(stepNames)
-    for s in steps {
-      for ref in s.models + (s.base.map { [$0] } ?? []) where !inputNames.contains(ref) && !stepNames.contains(ref) {
-        throw RecipeError(
-          file: file, line: s.line, column: 1, message: "step `\(s.name)` uses `\(ref)`, which is not an input or step\(Suggest.hint(ref, among: known))")
-      }
-    }
   }
 }
 
@@ -582,6 +742,7 @@ struct OrderedMap {
   var entries: [Entry] = []
   mutating func append(_ name: String, key: Node, value: Node) { entries.append(Entry(name: name, key: key, value: value)) }
   subscript(_ name: String) -> Node? { entries.first { $0.name == name }?.value }
+  func entry(_ name: String) -> Entry? { entries.first { $0.name == name } }
 }
 
 /// Sizes such as `2GB`, `512MiB`.
