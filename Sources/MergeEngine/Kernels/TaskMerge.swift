@@ -291,15 +291,44 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
       }
       return
     }
+    // Ties at a boundary are split: keys equal to the boundary key are kept by their position
+    // among equal keys (element order, counted from the group's start offset).
+    let keys = bs.map(\.key)
+    let cuts = bs.map(\.tieCut)
+    let upper = bs.map(\.isUpper)
+    let inclusive = bs.map(\.inclusive)
     var ties = (0..<bs.count).map { b in tieStart.map { $0[i * bs.count + b] } ?? 0 }
+    if bs.count == 1 {
+      let k0 = keys[0]
+      let cut = cuts[0]
+      let up = upper[0]
+      let inc = inclusive[0]
+      var j = ties[0]
+      for e in 0..<n {
+        let k = v[e].magnitudeKey
+        let keep: Bool
+        if k == k0 {
+          keep = up ? (inc || j < cut) : j >= cut
+          j += 1
+        } else {
+          keep = up ? k > k0 : k < k0
+        }
+        if !keep { v[e] = 0 }
+      }
+      return
+    }
     for e in 0..<n {
       let k = v[e].magnitudeKey
       var keep = true
-      for b in 0..<bs.count {
-        let bd = bs[b]
-        let j = ties[b]
-        if k == bd.key { ties[b] += 1 }
-        if !bd.keeps(k, tiePosition: j) { keep = false }
+      for b in 0..<keys.count {
+        let kb = keys[b]
+        if k == kb {
+          let j = ties[b]
+          ties[b] = j + 1
+          if !(upper[b] ? (inclusive[b] || j < cuts[b]) : j >= cuts[b]) { keep = false }
+        } else if upper[b] ? k < kb : k > kb {
+          keep = false
+        }
       }
       if !keep { v[e] = 0 }
     }
@@ -513,7 +542,13 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
       }
     }
     let tie: T = config.tiedVoteElectsPositive ? 1 : 0
-    for e in 0..<n { s[e] = s[e] > 0 ? 1 : (s[e] < 0 ? -1 : tie) }
+    for e in 0..<n {
+      let x = s[e]
+      let pos: T = x > 0 ? 1 : 0
+      let neg: T = x < 0 ? 1 : 0
+      let zero: T = x == 0 ? tie : 0
+      s[e] = pos - neg + zero
+    }
   }
 
   // MARK: Apply
