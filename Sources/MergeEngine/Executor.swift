@@ -171,6 +171,9 @@ struct TensorRun<T: ComputeScalar> {
   let rowLength: Int
   let groupRows: Int
   let groupCount: Int
+  /// Every leaf decoded once for the whole tensor, when a method needs several passes and
+  /// the leaves fit in half the memory budget: later passes then read memory, not files.
+  var materialized: UnsafeMutablePointer<T>?
 
   init(program: Program, info: TensorInfo, inputs: [Checkpoint], options: ExecutionOptions) {
     self.program = program
@@ -228,6 +231,15 @@ struct TensorRun<T: ComputeScalar> {
     guard groupCount > 0 else { return }
     let workers = max(1, min(options.workerCount, groupCount))
     let batch = batchSize(workers: workers)
+    let needsPasses = kernels.contains { $0.passCount > 0 }
+    let leafBytes = program.leaves.count * info.elementCount * MemoryLayout<T>.stride
+    if needsPasses && leafBytes <= options.memoryBudget / 2 {
+      materialize(workers: workers)
+    }
+    defer {
+      materialized?.deallocate()
+      materialized = nil
+    }
     // Statistics passes, step by step.
     for s in kernels.indices {
       for pass in 0..<kernels[s].passCount where kernels[s].wantsPass(pass) {
@@ -286,7 +298,7 @@ struct TensorRun<T: ComputeScalar> {
           while g < g1 {
             let grp = run.group(g)
             _ = run.evaluate(grp, upTo: s, scratch: scratch)
-            let ops = run.operands(of: s, scratch: scratch)
+            let ops = run.operands(of: s, scratch: scratch, group: grp)
             run.kernels[s].partial(
               pass: pass, group: grp, operands: ops, ordered: ord + (g - start) * ordered, counters: cnt + w * counters)
             g += workers
@@ -308,6 +320,38 @@ struct TensorRun<T: ComputeScalar> {
     try kernels[s].endPass(pass, counters: counterBuf)
   }
 
+  /// Decodes every leaf of the whole tensor into `materialized` (workers take groups), then
+  /// releases the input pages.
+  mutating func materialize(workers: Int) {
+    let n = info.elementCount
+    let m = UnsafeMutablePointer<T>.allocate(capacity: max(1, program.leaves.count * n))
+    let shared = UncheckedSendable((self, m))
+    let groups = groupCount
+    DispatchQueue.concurrentPerform(iterations: workers) { w in
+      let (run, m) = shared.value
+      var g = w
+      while g < groups {
+        let grp = run.group(g)
+        for l in run.program.leaves.indices {
+          run.decodeLeaf(l, group: grp, into: m + l * n + grp.elementStart)
+        }
+        g += workers
+      }
+    }
+    release(elements: 0..<n)
+    materialized = m
+  }
+
+  func decodeLeaf(_ l: Int, group grp: Group, into dst: UnsafeMutablePointer<T>) {
+    let range = grp.elementStart..<(grp.elementStart + grp.count)
+    leafFiles[l].withBytes(of: leafInfos[l], elements: range) { raw in
+      T.decode(leafInfos[l].dtype, raw.baseAddress!, count: grp.count, into: dst)
+    }
+    if program.leaves[l].sanitize {
+      for e in 0..<grp.count where !dst[e].isFinite { dst[e] = 0 }
+    }
+  }
+
   /// Per-worker buffers: one per leaf and one per step, each a group long.
   func withScratch(_ body: (UnsafeMutablePointer<T>) -> Void) {
     let g = maxGroupElements
@@ -317,38 +361,33 @@ struct TensorRun<T: ComputeScalar> {
     body(p)
   }
 
-  func buffer(_ slot: Slot, scratch: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
+  func buffer(_ slot: Slot, scratch: UnsafeMutablePointer<T>, group grp: Group) -> UnsafeMutablePointer<T> {
     let g = maxGroupElements
     switch slot {
-    case .leaf(let l): return scratch + l * g
+    case .leaf(let l):
+      if let m = materialized { return m + l * info.elementCount + grp.elementStart }
+      return scratch + l * g
     case .step(let s): return scratch + (program.leaves.count + s) * g
     }
   }
 
-  func operands(of s: Int, scratch: UnsafeMutablePointer<T>) -> Operands<T> {
+  func operands(of s: Int, scratch: UnsafeMutablePointer<T>, group grp: Group) -> Operands<T> {
     let step = program.steps[s]
     return Operands(
-      values: step.operands.map { UnsafePointer(buffer($0, scratch: scratch)) },
-      base: step.base.map { UnsafePointer(buffer($0, scratch: scratch)) })
+      values: step.operands.map { UnsafePointer(buffer($0, scratch: scratch, group: grp)) },
+      base: step.base.map { UnsafePointer(buffer($0, scratch: scratch, group: grp)) })
   }
 
   /// Decodes the leaves of a group and applies steps before `upTo`; returns the last
   /// evaluated step's buffer (the result when `upTo` is the step count).
   func evaluate(_ grp: Group, upTo: Int, scratch: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
-    let range = grp.elementStart..<(grp.elementStart + grp.count)
-    for (l, leaf) in program.leaves.enumerated() {
-      let dst = buffer(.leaf(l), scratch: scratch)
-      leafFiles[l].withBytes(of: leafInfos[l], elements: range) { raw in
-        T.decode(leafInfos[l].dtype, raw.baseAddress!, count: grp.count, into: dst)
-      }
-      if leaf.sanitize {
-        for e in 0..<grp.count where !dst[e].isFinite { dst[e] = 0 }
-      }
+    if materialized == nil {
+      for l in program.leaves.indices { decodeLeaf(l, group: grp, into: buffer(.leaf(l), scratch: scratch, group: grp)) }
     }
-    var last = buffer(.leaf(0), scratch: scratch)
+    var last = buffer(.leaf(0), scratch: scratch, group: grp)
     for s in 0..<upTo {
-      let out = buffer(.step(s), scratch: scratch)
-      kernels[s].apply(group: grp, operands: operands(of: s, scratch: scratch), into: out)
+      let out = buffer(.step(s), scratch: scratch, group: grp)
+      kernels[s].apply(group: grp, operands: operands(of: s, scratch: scratch, group: grp), into: out)
       last = out
     }
     return last

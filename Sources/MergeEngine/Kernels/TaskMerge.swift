@@ -298,6 +298,25 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
     let upper = bs.map(\.isUpper)
     let inclusive = bs.map(\.inclusive)
     var ties = (0..<bs.count).map { b in tieStart.map { $0[i * bs.count + b] } ?? 0 }
+    if bs.count == 1 && keys[0] != 0 {
+      // First a vectorized select keeping every tie, then a scan that fixes the ties only.
+      let k0 = keys[0]
+      let cut = cuts[0]
+      let up = upper[0]
+      let inc = inclusive[0]
+      var j = ties[0]
+      if up {
+        for e in 0..<n { v[e] = v[e].magnitudeKey >= k0 ? v[e] : 0 }
+      } else {
+        for e in 0..<n { v[e] = v[e].magnitudeKey <= k0 ? v[e] : 0 }
+      }
+      for e in 0..<n where v[e].magnitudeKey == k0 {
+        let keep = up ? (inc || j < cut) : j >= cut
+        j += 1
+        if !keep { v[e] = 0 }
+      }
+      return
+    }
     if bs.count == 1 {
       let k0 = keys[0]
       let cut = cuts[0]
