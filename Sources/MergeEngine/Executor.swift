@@ -36,6 +36,25 @@ public struct MergeOutcome: Sendable {
   public var seconds: Double
 }
 
+/// A buffer reused from tensor to tensor, so the pages of large per-tensor allocations are
+/// faulted in once per run rather than once per tensor.
+final class BufferPool {
+  private var pointer: UnsafeMutableRawPointer?
+  private var capacity = 0
+
+  /// At least `bytes` bytes; the contents are undefined.
+  func take(_ bytes: Int) -> UnsafeMutableRawPointer {
+    if bytes > capacity || pointer == nil {
+      pointer?.deallocate()
+      pointer = .allocate(byteCount: max(bytes, 1), alignment: 64)
+      capacity = bytes
+    }
+    return pointer!
+  }
+
+  deinit { pointer?.deallocate() }
+}
+
 /// Runs a plan: tensor by tensor in canonical order; within a tensor, statistics passes and
 /// the final pass stream over groups of whole rows in batches sized to the memory budget,
 /// workers take groups, and the output goes to the canonical writer in order.
@@ -60,12 +79,13 @@ public enum Executor {
     let total = plan.outputBytes
     var done = 0
     var results: [WriteResult] = []
+    let pool = BufferPool()
     for (s, group) in shards.enumerated() {
       let writer = try SafeTensorsWriter(path: files[s], specs: group, metadata: plan.metadata)
       for info in writer.tensors {
         let t = byName[info.name]!
         let before = done
-        try runTensor(t, info: info, plan: plan, inputs: inputs, writer: writer, options: options) { bytes in
+        try runTensor(t, info: info, plan: plan, inputs: inputs, writer: writer, options: options, pool: pool) { bytes in
           options.progress?(before + bytes, total, info.name)
         }
         done += info.byteCount
@@ -95,7 +115,7 @@ public enum Executor {
 
   static func runTensor(
     _ t: PlannedTensor, info: TensorInfo, plan: MergePlan, inputs: [Checkpoint], writer: SafeTensorsWriter,
-    options: ExecutionOptions, progress: (Int) -> Void
+    options: ExecutionOptions, pool: BufferPool, progress: (Int) -> Void
   ) throws {
     switch t.source {
     case .copy(let i, let key, let sanitize):
@@ -103,10 +123,10 @@ public enum Executor {
     case .compute(let program):
       switch plan.computeType {
       case .f32:
-        var r = TensorRun<Float>(program: program, info: info, inputs: inputs, options: options)
+        var r = TensorRun<Float>(program: program, info: info, inputs: inputs, options: options, pool: pool)
         try r.run(writer: writer, progress: progress)
       case .f64:
-        var r = TensorRun<Double>(program: program, info: info, inputs: inputs, options: options)
+        var r = TensorRun<Double>(program: program, info: info, inputs: inputs, options: options, pool: pool)
         try r.run(writer: writer, progress: progress)
       }
     }
@@ -175,7 +195,10 @@ struct TensorRun<T: ComputeScalar> {
   /// the leaves fit in half the memory budget: later passes then read memory, not files.
   var materialized: UnsafeMutablePointer<T>?
 
-  init(program: Program, info: TensorInfo, inputs: [Checkpoint], options: ExecutionOptions) {
+  let pool: BufferPool
+
+  init(program: Program, info: TensorInfo, inputs: [Checkpoint], options: ExecutionOptions, pool: BufferPool) {
+    self.pool = pool
     self.program = program
     self.info = info
     self.inputs = inputs
@@ -236,10 +259,7 @@ struct TensorRun<T: ComputeScalar> {
     if needsPasses && leafBytes <= options.memoryBudget / 2 {
       materialize(workers: workers)
     }
-    defer {
-      materialized?.deallocate()
-      materialized = nil
-    }
+    defer { materialized = nil }
     // Statistics passes, step by step.
     for s in kernels.indices {
       for pass in 0..<kernels[s].passCount where kernels[s].wantsPass(pass) {
@@ -324,7 +344,8 @@ struct TensorRun<T: ComputeScalar> {
   /// releases the input pages.
   mutating func materialize(workers: Int) {
     let n = info.elementCount
-    let m = UnsafeMutablePointer<T>.allocate(capacity: max(1, program.leaves.count * n))
+    let m = pool.take(program.leaves.count * n * MemoryLayout<T>.stride).bindMemory(
+      to: T.self, capacity: max(1, program.leaves.count * n))
     let shared = UncheckedSendable((self, m))
     let groups = groupCount
     DispatchQueue.concurrentPerform(iterations: workers) { w in
