@@ -234,26 +234,29 @@ public struct Synthesizer: Sendable {
     let deltaScale = 0.1 * amp
     let flip: Float = model % 2 == 1 ? -1 : 1
     let rowLength = max(1, t.rowLength)
-    var row = range.lowerBound / rowLength
-    var rowScale = 0.5 + 1.5 * rows.unit(row)
-    for (j, e) in range.enumerated() {
-      let r = e / rowLength
-      if r != row {
-        row = r
-        rowScale = 0.5 + 1.5 * rows.unit(row)
+    // Row by row, so the row (and its scale) is not recomputed with a division per element.
+    var rowStart = range.lowerBound
+    var j = 0
+    while rowStart < range.upperBound {
+      let row = rowStart / rowLength
+      let rowEnd = min(range.upperBound, (row + 1) * rowLength)
+      let rowScale = 0.5 + 1.5 * rows.unit(row)
+      for e in rowStart..<rowEnd {
+        let b = base.bits(e)
+        let s = shared.bits(e)
+        let o = own.bits(e)
+        let baseValue = mean + amp * (Float(b >> 40) * 0x1p-23 - 1)
+        let sharedValue = Float(s >> 40) * 0x1p-23 - 1
+        // Low 16 bits of the shared draw pick the conflict region (30 % of elements).
+        let conflict = (s & 0xFFFF) < 19661
+        let direction = conflict ? sharedValue * flip : sharedValue
+        let noise = Float(o >> 40) * 0x1p-23 - 1
+        // Low 16 bits of the model's draw place sparse spikes (2 %), bit 16 their sign.
+        let spike: Float = (o & 0xFFFF) < 1311 ? ((o >> 16) & 1 == 0 ? 8 : -8) : 0
+        values[j] = baseValue + deltaScale * (rowScale * (direction + 0.5 * noise) + spike)
+        j += 1
       }
-      let b = base.bits(e)
-      let s = shared.bits(e)
-      let o = own.bits(e)
-      let baseValue = mean + amp * (Float(b >> 40) * 0x1p-23 - 1)
-      let sharedValue = Float(s >> 40) * 0x1p-23 - 1
-      // Low 16 bits of the shared draw pick the conflict region (30 % of elements).
-      let conflict = (s & 0xFFFF) < 19661
-      let direction = conflict ? sharedValue * flip : sharedValue
-      let noise = Float(o >> 40) * 0x1p-23 - 1
-      // Low 16 bits of the model's draw place sparse spikes (2 %), bit 16 their sign.
-      let spike: Float = (o & 0xFFFF) < 1311 ? ((o >> 16) & 1 == 0 ? 8 : -8) : 0
-      values[j] = baseValue + deltaScale * (rowScale * (direction + 0.5 * noise) + spike)
+      rowStart = rowEnd
     }
   }
 
