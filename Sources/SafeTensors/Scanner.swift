@@ -142,7 +142,8 @@ public enum Scanner {
       let old = counts[t] ?? (0, 0)
       counts[t] = (old.nan + c.nan, old.inf + c.inf)
     }
-    let nonFinite = counts.map { NonFinite(key: tensors[$0.key].name, nan: $0.value.nan, inf: $0.value.inf) }.sorted { $0.key < $1.key }
+    let nonFinite = counts.map { NonFinite(key: tensors[$0.key].name, nan: $0.value.nan, inf: $0.value.inf) }
+      .sorted { $0.key < $1.key }
     return ScanResult(
       sha256: state.fileHash.finalizeHex(), tensorDataSHA256: state.dataHash.finalizeHex(),
       tensorSHA256: perTensor ? state.tensorDigests : nil, nonFinite: nonFinite, size: size)
