@@ -136,7 +136,61 @@ public enum Codec {
   }
 
   /// Counts NaN and infinite elements of a float tensor's bytes.
+  ///
+  /// Non-finite values are rare, so each block of elements is first screened by a loop that
+  /// vectorises, and counted element by element only when the screen fires.
   public static func countNonFinite(_ dtype: DType, _ src: UnsafeRawPointer, count: Int) -> (nan: Int, inf: Int) {
+    guard dtype.isFloat else { return (0, 0) }
+    let block = 4096
+    var nan = 0
+    var inf = 0
+    var start = 0
+    while start < count {
+      let n = min(block, count - start)
+      let p = src + start * dtype.size
+      if mayHoldNonFinite(dtype, p, count: n) {
+        let r = countNonFiniteExactly(dtype, p, count: n)
+        nan &+= r.nan
+        inf &+= r.inf
+      }
+      start += n
+    }
+    return (nan, inf)
+  }
+
+  /// False when none of the elements can be NaN or infinite. Adding one exponent unit to an
+  /// element's magnitude bits carries into the sign bit exactly when every exponent bit is
+  /// set, so OR-ing those sums over the block and testing the sign bit screens it without a
+  /// branch per element. (E4M3 has no infinity; only its all-ones magnitude, NaN, carries.)
+  @inline(__always)
+  static func mayHoldNonFinite(_ dtype: DType, _ src: UnsafeRawPointer, count: Int) -> Bool {
+    switch dtype {
+    case .f16, .bf16:
+      let unit: UInt16 = dtype == .f16 ? 0x0400 : 0x0080
+      var acc: UInt16 = 0
+      for i in 0..<count { acc |= (src.loadUnaligned(fromByteOffset: i &* 2, as: UInt16.self) & 0x7FFF) &+ unit }
+      return acc & 0x8000 != 0
+    case .f32:
+      var acc: UInt32 = 0
+      for i in 0..<count { acc |= (src.loadUnaligned(fromByteOffset: i &* 4, as: UInt32.self) & 0x7FFF_FFFF) &+ 0x0080_0000 }
+      return acc & 0x8000_0000 != 0
+    case .f64:
+      var acc: UInt64 = 0
+      for i in 0..<count {
+        acc |= (src.loadUnaligned(fromByteOffset: i &* 8, as: UInt64.self) & 0x7FFF_FFFF_FFFF_FFFF) &+ 0x0010_0000_0000_0000
+      }
+      return acc & 0x8000_0000_0000_0000 != 0
+    case .f8e4m3, .f8e5m2:
+      let unit: UInt8 = dtype == .f8e4m3 ? 0x01 : 0x04
+      var acc: UInt8 = 0
+      for i in 0..<count { acc |= (src.load(fromByteOffset: i, as: UInt8.self) & 0x7F) &+ unit }
+      return acc & 0x80 != 0
+    default:
+      return false
+    }
+  }
+
+  static func countNonFiniteExactly(_ dtype: DType, _ src: UnsafeRawPointer, count: Int) -> (nan: Int, inf: Int) {
     var nan = 0
     var inf = 0
     switch dtype {

@@ -21,9 +21,9 @@ public struct ScanResult: Sendable, Codable {
 }
 
 /// Hashes a file and scans its floats in one read: the file is walked in windows; in each
-/// window one thread feeds the whole-file hash while another feeds the data hash, the
-/// per-tensor hashes and the non-finite scan. Pages are released behind the walk, so the
-/// resident set stays at a few windows whatever the file size.
+/// window one thread feeds the whole-file hash while another feeds the data hash and the
+/// per-tensor hashes, and the non-finite scan is shared between them. Pages are released
+/// behind the walk, so the resident set stays at a few windows whatever the file size.
 public enum Scanner {
   public static let windowBytes = 64 << 20
 
@@ -41,14 +41,14 @@ public enum Scanner {
   static func scan(_ file: SafeTensorsFile, perTensor: Bool, scanNonFinite: Bool, windowBytes: Int) -> ScanResult {
     precondition(windowBytes >= 8, "scan windows must hold the widest element")
     final class State: @unchecked Sendable {
-      // Each field is touched by exactly one of the two parts of each window, and windows
-      // are processed one after the other.
+      // Part 0 of each window touches `fileHash` and `counts0`, part 1 the others; windows are
+      // processed one after the other.
       var fileHash = StreamingSHA256()
       var dataHash = StreamingSHA256()
       var tensorHash = StreamingSHA256()
-      var tensorIndex = 0
       var tensorDigests: [String: String] = [:]
-      var counts: [Int: (Int, Int)] = [:]
+      var counts0: [Int: (nan: Int, inf: Int)] = [:]
+      var counts1: [Int: (nan: Int, inf: Int)] = [:]
     }
     let state = State()
     let size = file.file.size
@@ -59,6 +59,30 @@ public enum Scanner {
     @Sendable func isDone(_ t: TensorInfo, before pos: Int) -> Bool {
       let end = dataStart + t.end
       return end < pos || (end == pos && t.byteCount > 0)
+    }
+    // Counts NaN/Inf in the elements whose first byte lies in file offsets a..<b: every
+    // element belongs to exactly one such range, wherever window edges fall, and one that
+    // straddles an edge is read whole (the mapping covers the file).
+    @Sendable func countNonFinite(from a: Int, to b: Int, startingAt first: Int, into counts: inout [Int: (nan: Int, inf: Int)]) {
+      var t = first
+      while t < tensors.count {
+        let info = tensors[t]
+        let tBegin = dataStart + info.begin
+        if tBegin >= b { break }
+        defer { t += 1 }
+        guard info.dtype.isFloat, dataStart + info.end > a else { continue }
+        let elementSize = info.dtype.size
+        let k0 = max(0, (a - tBegin + elementSize - 1) / elementSize)
+        let k1 = min(info.byteCount / elementSize, (b - tBegin + elementSize - 1) / elementSize)
+        guard k1 > k0 else { continue }
+        let r = file.file.withBytes((tBegin + k0 * elementSize)..<(tBegin + k1 * elementSize)) {
+          Codec.countNonFinite(info.dtype, $0.baseAddress!, count: k1 - k0)
+        }
+        if r.nan + r.inf > 0 {
+          let old = counts[t] ?? (0, 0)
+          counts[t] = (old.nan + r.nan, old.inf + r.inf)
+        }
+      }
     }
     var windowStart = 0
     // Tensors overlapping a window, found by walking forward.
@@ -71,67 +95,37 @@ public enum Scanner {
       }
       let lo = windowStart
       let first = firstTensor
+      // Part 1 hashes the data once more than part 0 hashes the file, twice with per-tensor
+      // hashes; the scan evens them out: half the window each, or all of it on part 0.
+      let split = perTensor ? windowEnd : lo + (windowEnd - lo) / 2
       DispatchQueue.concurrentPerform(iterations: 2) { part in
         file.file.withBytes(lo..<windowEnd) { window in
           if part == 0 {
             state.fileHash.update(window)
+            if scanNonFinite { countNonFinite(from: lo, to: split, startingAt: first, into: &state.counts0) }
             return
           }
-          var t = first
           var pos = max(lo, dataStart)
           if pos < windowEnd {
             state.dataHash.update(UnsafeRawBufferPointer(rebasing: window[(pos - lo)...]))
           }
-          while pos < windowEnd, t < tensors.count {
+          var t = first
+          while perTensor, pos < windowEnd, t < tensors.count {
             let info = tensors[t]
-            let tBegin = dataStart + info.begin
             let tEnd = dataStart + info.end
             if isDone(info, before: pos) {
               t += 1
               continue
             }
-            let s = max(pos, tBegin)
             let e = min(windowEnd, tEnd)
-            if e > s {
-              let slice = UnsafeRawBufferPointer(rebasing: window[(s - lo)..<(e - lo)])
-              if perTensor { state.tensorHash.update(slice) }
-              if scanNonFinite && info.dtype.isFloat {
-                // Element boundaries: tensors start aligned to their element size relative to the
-                // data section, and windows split on multiples of 8 from the file start; adjust.
-                let elementSize = info.dtype.size
-                let skip = (elementSize - (s - tBegin) % elementSize) % elementSize
-                let usable = (slice.count - skip) / elementSize
-                if usable > 0 {
-                  let r = Codec.countNonFinite(info.dtype, slice.baseAddress! + skip, count: usable)
-                  if r.nan + r.inf > 0 {
-                    let old = state.counts[t] ?? (0, 0)
-                    state.counts[t] = (old.0 + r.nan, old.1 + r.inf)
-                  }
-                }
-                // An element split across two windows is checked whole here.
-                let tail = (slice.count - skip) % elementSize
-                if tail > 0 && e == windowEnd && e < tEnd {
-                  let elementStart = e - tail
-                  file.file.withBytes(elementStart..<(elementStart + elementSize)) { el in
-                    let r = Codec.countNonFinite(info.dtype, el.baseAddress!, count: 1)
-                    if r.nan + r.inf > 0 {
-                      let old = state.counts[t] ?? (0, 0)
-                      state.counts[t] = (old.0 + r.nan, old.1 + r.inf)
-                    }
-                  }
-                }
-              }
-            }
-            if e == tEnd {
-              if perTensor {
-                state.tensorDigests[info.name] = state.tensorHash.finalizeHex()
-                state.tensorHash = StreamingSHA256()
-              }
-              t += 1
-            }
+            if e > pos { state.tensorHash.update(UnsafeRawBufferPointer(rebasing: window[(pos - lo)..<(e - lo)])) }
+            if e < tEnd { break }  // continues in the next window
+            state.tensorDigests[info.name] = state.tensorHash.finalizeHex()
+            state.tensorHash = StreamingSHA256()
+            t += 1
             pos = e
-            if e == windowEnd && e < tEnd { break }
           }
+          if scanNonFinite { countNonFinite(from: split, to: windowEnd, startingAt: first, into: &state.counts1) }
         }
       }
       file.file.release(lo..<windowEnd)
@@ -143,9 +137,13 @@ public enum Scanner {
         state.tensorDigests[info.name] = StreamingSHA256().finalizeHex()
       }
     }
-    let nonFinite = state.counts.keys.sorted().map { i in
-      NonFinite(key: tensors[i].name, nan: state.counts[i]!.0, inf: state.counts[i]!.1)
-    }.sorted { $0.key < $1.key }
+    var counts = state.counts0
+    for (t, c) in state.counts1 {
+      let old = counts[t] ?? (0, 0)
+      counts[t] = (old.nan + c.nan, old.inf + c.inf)
+    }
+    let nonFinite = counts.map { NonFinite(key: tensors[$0.key].name, nan: $0.value.nan, inf: $0.value.inf) }
+      .sorted { $0.key < $1.key }
     return ScanResult(
       sha256: state.fileHash.finalizeHex(), tensorDataSHA256: state.dataHash.finalizeHex(),
       tensorSHA256: perTensor ? state.tensorDigests : nil, nonFinite: nonFinite, size: size)

@@ -173,6 +173,24 @@ struct CLITests {
     #expect(Set(components.keys) == ["clip_l", "clip_g", "unet", "vae"])
   }
 
+  @Test("a model carrying EMA weights and scheduler buffers: still SD1, with those as extra keys")
+  func emaAndScheduler() throws {
+    let ws = Workspace()
+    let s = try Binary.run([
+      "synth", "--arch", "sd1", "--count", "1", "--seed", "4", "--out", ws.path, "--scale", "0.02", "--with", "ema,scheduler",
+    ])
+    try #require(s.status == 0, "synth failed: \(s.stderr)")
+    let j = try Binary.run(["inspect", "--json", ws.file("sd1-00.safetensors")]).json()
+    #expect(j["architecture"] as? String == "sd1")
+    let components = try #require(j["components"] as? [String: Int])
+    #expect(components["ema"] == 688 && components["scheduler"] == 12)
+    let extra = try #require(j["extra_keys"] as? [String])
+    #expect(extra.count == 688 + 12 + 1)
+    #expect(extra.contains("model_ema.decay") && extra.contains("alphas_cumprod"))
+    #expect(extra.contains("cond_stage_model.transformer.text_model.embeddings.position_ids"))
+    #expect((j["missing_keys"] as? [String])?.isEmpty == true)
+  }
+
   @Test("inspect reports NaN and Inf per tensor, and warns in text mode")
   func nonFinite() throws {
     let ws = Workspace()

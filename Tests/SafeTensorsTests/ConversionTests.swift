@@ -55,7 +55,6 @@ func sameValue(_ a: Double, _ b: Double) -> Bool {
 @Suite("Float conversions")
 struct ConversionTests {
   static let halfNaNs = (0...0xFFFF).filter { ($0 & 0x7C00) == 0x7C00 && ($0 & 0x3FF) != 0 }.count
-  static let bf16NaNs = (0...0xFFFF).filter { ($0 & 0x7F80) == 0x7F80 && ($0 & 0x7F) != 0 }.count
 
   // MARK: Exhaustive round trips
 

@@ -96,6 +96,36 @@ struct ScannerTests {
       ])
   }
 
+  @Test(
+    "countNonFinite over several screening blocks equals the reference count",
+    arguments: [DType.f16, .bf16, .f32, .f64, .f8e4m3, .f8e5m2])
+  func countNonFiniteBlocks(dtype: DType) {
+    var rng = SplitMix(UInt64(dtype.referenceRank))
+    // Finite random elements, then specials at block edges and at the ends.
+    var bytes: [UInt8] = []
+    while bytes.count < 10_001 * dtype.size {
+      let e = bytesWithSpecials(dtype, count: 1, rng: &rng)
+      if referenceNonFinite(dtype, e) == (0, 0) { bytes += e }
+    }
+    let specials = bytesWithSpecials(dtype, count: 400, rng: &rng)
+    var placed = 0
+    for i in [0, 4095, 4096, 8191, 8192, 10_000] {
+      // The next non-finite pattern of the batch, at element i.
+      var j = placed
+      while referenceNonFinite(dtype, Array(specials[(j * dtype.size)..<((j + 1) * dtype.size)])) == (0, 0) { j += 1 }
+      bytes.replaceSubrange((i * dtype.size)..<((i + 1) * dtype.size), with: specials[(j * dtype.size)..<((j + 1) * dtype.size)])
+      placed = j + 1
+    }
+    let want = referenceNonFinite(dtype, bytes)
+    #expect(want.nan + want.inf == 6)
+    for offset in [0, 1, 3] {
+      let shifted = [UInt8](repeating: 0, count: offset) + bytes
+      let got = shifted.withUnsafeBytes { Codec.countNonFinite(dtype, $0.baseAddress! + offset, count: 10_001) }
+      #expect(got == want, "offset \(offset)")
+    }
+    #expect(bytes.withUnsafeBytes { Codec.countNonFinite(.i32, $0.baseAddress!, count: 100) } == (0, 0))
+  }
+
   /// A hand-built file whose header padding shifts every tensor against the window edges:
   /// empty tensors first, between and last, every float dtype, and an integer tensor with
   /// float-special bit patterns.
@@ -138,10 +168,15 @@ struct ScannerTests {
     for (name, r) in ranges {
       #expect(s.tensorSHA256?[name] == sha256Hex(bytes[(f.dataStart + r.lowerBound)..<(f.dataStart + r.upperBound)]), "\(name)")
     }
-    let got = Dictionary(uniqueKeysWithValues: s.nonFinite.map { ($0.key, ($0.nan, $0.inf)) })
-    #expect(got.count == expected.count && got.keys.sorted() == expected.keys.sorted())
-    for (k, v) in expected {
-      #expect(got[k]?.0 == v.0 && got[k]?.1 == v.1, "\(k): got \(String(describing: got[k])), want \(v)")
+    // Without per-tensor hashes the scan is split differently between the two threads.
+    let plain = Scanner.scan(f, perTensor: false, scanNonFinite: true, windowBytes: window)
+    #expect(plain.sha256 == s.sha256 && plain.tensorDataSHA256 == s.tensorDataSHA256 && plain.tensorSHA256 == nil)
+    for result in [s, plain] {
+      let got = Dictionary(uniqueKeysWithValues: result.nonFinite.map { ($0.key, ($0.nan, $0.inf)) })
+      #expect(got.count == expected.count && got.keys.sorted() == expected.keys.sorted())
+      for (k, v) in expected {
+        #expect(got[k]?.0 == v.0 && got[k]?.1 == v.1, "\(k): got \(String(describing: got[k])), want \(v)")
+      }
     }
   }
 
@@ -175,6 +210,8 @@ struct ScannerTests {
     #expect(f.file.size > Scanner.windowBytes)
     let s = Scanner.scan(f, perTensor: true)
     #expect(s.nonFinite == [NonFinite(key: "big", nan: 4, inf: 3), NonFinite(key: "tail", nan: 2, inf: 0)])
+    let plain = Scanner.scan(f, perTensor: false)
+    #expect(plain.nonFinite == s.nonFinite && plain.sha256 == s.sha256 && plain.tensorDataSHA256 == s.tensorDataSHA256)
     #expect(s.sha256 == sha256Hex(file))
     #expect(s.tensorDataSHA256 == sha256Hex(data))
     #expect(s.tensorSHA256?["a.empty"] == sha256Hex([UInt8]()))
