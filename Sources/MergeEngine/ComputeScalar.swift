@@ -12,6 +12,9 @@ public protocol ComputeScalar: BinaryFloatingPoint, Sendable {
   static var keyBits: Int { get }
   init(_ d: Double)
   var double: Double { get }
+  /// Zeroes every value whose magnitude key is outside [lo, hi], with native-width integer
+  /// compares so the loop vectorizes.
+  static func keepMagnitudes(_ v: UnsafeMutablePointer<Self>, count: Int, lo: UInt64, hi: UInt64)
 }
 
 extension Float: ComputeScalar {
@@ -26,6 +29,17 @@ extension Float: ComputeScalar {
   @inline(__always) public var magnitudeKey: UInt64 { UInt64(bitPattern & 0x7FFF_FFFF) }
   public static var keyBits: Int { 31 }
   @inline(__always) public var double: Double { Double(self) }
+
+  public static func keepMagnitudes(_ v: UnsafeMutablePointer<Float>, count: Int, lo: UInt64, hi: UInt64) {
+    // Keys are below 2³¹, so signed 32-bit compares are exact (and vectorize on SSE2).
+    let l = Int32(clamping: lo)
+    let h = Int32(clamping: hi)
+    let raw = UnsafeMutableRawPointer(v).assumingMemoryBound(to: Int32.self)
+    for e in 0..<count {
+      let k = raw[e] & 0x7FFF_FFFF
+      raw[e] = k >= l && k <= h ? raw[e] : 0
+    }
+  }
 }
 
 extension Double: ComputeScalar {
@@ -40,6 +54,16 @@ extension Double: ComputeScalar {
   @inline(__always) public var magnitudeKey: UInt64 { bitPattern & 0x7FFF_FFFF_FFFF_FFFF }
   public static var keyBits: Int { 63 }
   @inline(__always) public var double: Double { self }
+
+  public static func keepMagnitudes(_ v: UnsafeMutablePointer<Double>, count: Int, lo: UInt64, hi: UInt64) {
+    let l = Int64(clamping: lo)
+    let h = Int64(clamping: hi)
+    let raw = UnsafeMutableRawPointer(v).assumingMemoryBound(to: Int64.self)
+    for e in 0..<count {
+      let k = raw[e] & 0x7FFF_FFFF_FFFF_FFFF
+      raw[e] = k >= l && k <= h ? raw[e] : 0
+    }
+  }
 }
 
 /// Compute precision named in recipes and records.

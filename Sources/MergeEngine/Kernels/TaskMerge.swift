@@ -285,10 +285,7 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
           if !keepTies && b.key == 0 { lo = .max; hi = 0 } else { hi = min(hi, keepTies ? b.key : b.key - 1) }
         }
       }
-      for e in 0..<n {
-        let k = v[e].magnitudeKey
-        v[e] = k >= lo && k <= hi ? v[e] : 0
-      }
+      T.keepMagnitudes(v, count: n, lo: lo, hi: hi)
       return
     }
     // Ties at a boundary are split: keys equal to the boundary key are kept by their position
@@ -306,9 +303,9 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
       let inc = inclusive[0]
       var j = ties[0]
       if up {
-        for e in 0..<n { v[e] = v[e].magnitudeKey >= k0 ? v[e] : 0 }
+        T.keepMagnitudes(v, count: n, lo: k0, hi: .max)
       } else {
-        for e in 0..<n { v[e] = v[e].magnitudeKey <= k0 ? v[e] : 0 }
+        T.keepMagnitudes(v, count: n, lo: 0, hi: k0)
       }
       for e in 0..<n where v[e].magnitudeKey == k0 {
         let keep = up ? (inc || j < cut) : j >= cut
