@@ -32,12 +32,18 @@ extension Float: ComputeScalar {
 
   public static func keepMagnitudes(_ v: UnsafeMutablePointer<Float>, count: Int, lo: UInt64, hi: UInt64) {
     // Keys are below 2³¹, so signed 32-bit compares are exact (and vectorize on SSE2).
-    let l = Int32(clamping: lo)
-    let h = Int32(clamping: hi)
-    let raw = UnsafeMutableRawPointer(v).assumingMemoryBound(to: Int32.self)
+    guard lo <= hi else {
+      for e in 0..<count { v[e] = 0 }
+      return
+    }
+    // One unsigned compare per element: k ∈ [lo, hi] ⟺ k − lo ≤ hi − lo (mod 2³²).
+    let l = UInt32(clamping: lo)
+    let span = UInt32(clamping: min(hi, 0x7FFF_FFFF)) &- l
+    let raw = UnsafeMutableRawPointer(v).assumingMemoryBound(to: UInt32.self)
     for e in 0..<count {
       let k = raw[e] & 0x7FFF_FFFF
-      raw[e] = k >= l && k <= h ? raw[e] : 0
+      let mask: UInt32 = (k &- l) <= span ? 0xFFFF_FFFF : 0
+      raw[e] &= mask
     }
   }
 }
@@ -56,12 +62,16 @@ extension Double: ComputeScalar {
   @inline(__always) public var double: Double { self }
 
   public static func keepMagnitudes(_ v: UnsafeMutablePointer<Double>, count: Int, lo: UInt64, hi: UInt64) {
-    let l = Int64(clamping: lo)
-    let h = Int64(clamping: hi)
-    let raw = UnsafeMutableRawPointer(v).assumingMemoryBound(to: Int64.self)
+    guard lo <= hi else {
+      for e in 0..<count { v[e] = 0 }
+      return
+    }
+    let span = min(hi, 0x7FFF_FFFF_FFFF_FFFF) &- lo
+    let raw = UnsafeMutableRawPointer(v).assumingMemoryBound(to: UInt64.self)
     for e in 0..<count {
       let k = raw[e] & 0x7FFF_FFFF_FFFF_FFFF
-      raw[e] = k >= l && k <= h ? raw[e] : 0
+      let mask: UInt64 = (k &- lo) <= span ? .max : 0
+      raw[e] &= mask
     }
   }
 }

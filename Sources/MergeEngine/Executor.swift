@@ -36,23 +36,28 @@ public struct MergeOutcome: Sendable {
   public var seconds: Double
 }
 
-/// A buffer reused from tensor to tensor, so the pages of large per-tensor allocations are
-/// faulted in once per run rather than once per tensor.
-final class BufferPool {
-  private var pointer: UnsafeMutableRawPointer?
-  private var capacity = 0
-
-  /// At least `bytes` bytes; the contents are undefined.
-  func take(_ bytes: Int) -> UnsafeMutableRawPointer {
-    if bytes > capacity || pointer == nil {
-      pointer?.deallocate()
-      pointer = .allocate(byteCount: max(bytes, 1), alignment: 64)
-      capacity = bytes
-    }
-    return pointer!
+/// Time spent per phase, printed to standard error at the end of a run when the environment
+/// sets `MIXLAB_TRACE=1` (for benchmarks; never changes output).
+final class PhaseTimes: @unchecked Sendable {
+  // Sendable: mutated only by the executor's calling thread.
+  static let enabled = ProcessInfo.processInfo.environment["MIXLAB_TRACE"] == "1"
+  var seconds: [String: Double] = [:]
+  func measure<R>(_ phase: String, _ body: () throws -> R) rethrows -> R {
+    guard PhaseTimes.enabled else { return try body() }
+    let t0 = Date()
+    defer { seconds[phase, default: 0] += Date().timeIntervalSince(t0) }
+    return try body()
   }
+  func report() {
+    guard PhaseTimes.enabled else { return }
+    let lines = seconds.sorted { $0.value > $1.value }.map { String(format: "  %-24@ %8.2f s", $0.key, $0.value) }
+    FileHandle.standardError.write(Data(("phases:\n" + lines.joined(separator: "\n") + "\n").utf8))
+  }
+}
 
-  deinit { pointer?.deallocate() }
+/// What lives for a whole run of the executor (phase timings for traces).
+final class RunContext {
+  let times = PhaseTimes()
 }
 
 /// Runs a plan: tensor by tensor in canonical order; within a tensor, statistics passes and
@@ -79,7 +84,7 @@ public enum Executor {
     let total = plan.outputBytes
     var done = 0
     var results: [WriteResult] = []
-    let pool = BufferPool()
+    let pool = RunContext()
     for (s, group) in shards.enumerated() {
       let writer = try SafeTensorsWriter(path: files[s], specs: group, metadata: plan.metadata)
       for info in writer.tensors {
@@ -91,8 +96,9 @@ public enum Executor {
         done += info.byteCount
         options.progress?(done, total, info.name)
       }
-      results.append(try writer.finish())
+      results.append(try pool.times.measure("writer finish") { try writer.finish() })
     }
+    pool.times.report()
     var hashes: [String: String] = [:]
     for r in results { hashes.merge(r.tensorSHA256) { a, _ in a } }
     let sha: String
@@ -115,7 +121,7 @@ public enum Executor {
 
   static func runTensor(
     _ t: PlannedTensor, info: TensorInfo, plan: MergePlan, inputs: [Checkpoint], writer: SafeTensorsWriter,
-    options: ExecutionOptions, pool: BufferPool, progress: (Int) -> Void
+    options: ExecutionOptions, pool: RunContext, progress: (Int) -> Void
   ) throws {
     switch t.source {
     case .copy(let i, let key, let sanitize):
@@ -191,13 +197,14 @@ struct TensorRun<T: ComputeScalar> {
   let rowLength: Int
   let groupRows: Int
   let groupCount: Int
-  /// Every leaf decoded once for the whole tensor, when a method needs several passes and
-  /// the leaves fit in half the memory budget: later passes then read memory, not files.
-  var materialized: UnsafeMutablePointer<T>?
+  /// Keep the inputs' pages mapped between the passes of a multi-pass method when they fit
+  /// in half the budget, instead of releasing and faulting them in again each pass. (Decoding
+  /// f16 again per pass costs less than reading a materialized f32 copy: half the bytes.)
+  var retainPages = false
 
-  let pool: BufferPool
+  let pool: RunContext
 
-  init(program: Program, info: TensorInfo, inputs: [Checkpoint], options: ExecutionOptions, pool: BufferPool) {
+  init(program: Program, info: TensorInfo, inputs: [Checkpoint], options: ExecutionOptions, pool: RunContext) {
     self.pool = pool
     self.program = program
     self.info = info
@@ -255,15 +262,14 @@ struct TensorRun<T: ComputeScalar> {
     let workers = max(1, min(options.workerCount, groupCount))
     let batch = batchSize(workers: workers)
     let needsPasses = kernels.contains { $0.passCount > 0 }
-    let leafBytes = program.leaves.count * info.elementCount * MemoryLayout<T>.stride
-    if needsPasses && leafBytes <= options.memoryBudget / 2 {
-      materialize(workers: workers)
-    }
-    defer { materialized = nil }
+    let inputBytes = leafInfos.reduce(0) { $0 + $1.byteCount }
+    retainPages = needsPasses && inputBytes <= options.memoryBudget / 2
     // Statistics passes, step by step.
     for s in kernels.indices {
       for pass in 0..<kernels[s].passCount where kernels[s].wantsPass(pass) {
-        try statisticsPass(step: s, pass: pass, workers: workers, batch: batch)
+        try pool.times.measure("pass \(kernels[s].passLabel(pass))") {
+          try statisticsPass(step: s, pass: pass, workers: workers, batch: batch)
+        }
       }
     }
     // Final pass.
@@ -277,6 +283,8 @@ struct TensorRun<T: ComputeScalar> {
       let firstElement = group(g0).elementStart
       let shared = UncheckedSendable((self, outBuffer))
       let start = g0
+      let t0 = Date()
+      defer { if PhaseTimes.enabled { pool.times.seconds["final pass compute", default: 0] += Date().timeIntervalSince(t0) } }
       DispatchQueue.concurrentPerform(iterations: workers) { w in
         let (run, out) = shared.value
         run.withScratch { scratch in
@@ -291,7 +299,9 @@ struct TensorRun<T: ComputeScalar> {
       }
       let last = group(g1 - 1)
       let bytes = (last.elementStart + last.count - firstElement) * outSize
-      try writer.append(UnsafeRawBufferPointer(start: outBuffer, count: bytes))
+      try pool.times.measure("append (writer backpressure)") {
+        try writer.append(UnsafeRawBufferPointer(start: outBuffer, count: bytes))
+      }
       release(elements: firstElement..<(last.elementStart + last.count))
       bytesDone += bytes
       progress(bytesDone)
@@ -326,9 +336,11 @@ struct TensorRun<T: ComputeScalar> {
         }
       }
       for g in g0..<g1 { kernels[s].combine(pass: pass, group: group(g), ordered: orderedBuf + (g - g0) * ordered) }
-      let first = group(g0).elementStart
-      let last = group(g1 - 1)
-      release(elements: first..<(last.elementStart + last.count))
+      if !retainPages {
+        let first = group(g0).elementStart
+        let last = group(g1 - 1)
+        release(elements: first..<(last.elementStart + last.count))
+      }
       g0 = g1
     }
     if counters > 0 {
@@ -338,29 +350,6 @@ struct TensorRun<T: ComputeScalar> {
       }
     }
     try kernels[s].endPass(pass, counters: counterBuf)
-  }
-
-  /// Decodes every leaf of the whole tensor into `materialized` (workers take groups), then
-  /// releases the input pages.
-  mutating func materialize(workers: Int) {
-    let n = info.elementCount
-    let m = pool.take(program.leaves.count * n * MemoryLayout<T>.stride).bindMemory(
-      to: T.self, capacity: max(1, program.leaves.count * n))
-    let shared = UncheckedSendable((self, m))
-    let groups = groupCount
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
-      let (run, m) = shared.value
-      var g = w
-      while g < groups {
-        let grp = run.group(g)
-        for l in run.program.leaves.indices {
-          run.decodeLeaf(l, group: grp, into: m + l * n + grp.elementStart)
-        }
-        g += workers
-      }
-    }
-    release(elements: 0..<n)
-    materialized = m
   }
 
   func decodeLeaf(_ l: Int, group grp: Group, into dst: UnsafeMutablePointer<T>) {
@@ -386,7 +375,6 @@ struct TensorRun<T: ComputeScalar> {
     let g = maxGroupElements
     switch slot {
     case .leaf(let l):
-      if let m = materialized { return m + l * info.elementCount + grp.elementStart }
       return scratch + l * g
     case .step(let s): return scratch + (program.leaves.count + s) * g
     }
@@ -402,9 +390,7 @@ struct TensorRun<T: ComputeScalar> {
   /// Decodes the leaves of a group and applies steps before `upTo`; returns the last
   /// evaluated step's buffer (the result when `upTo` is the step count).
   func evaluate(_ grp: Group, upTo: Int, scratch: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
-    if materialized == nil {
-      for l in program.leaves.indices { decodeLeaf(l, group: grp, into: buffer(.leaf(l), scratch: scratch, group: grp)) }
-    }
+    for l in program.leaves.indices { decodeLeaf(l, group: grp, into: buffer(.leaf(l), scratch: scratch, group: grp)) }
     var last = buffer(.leaf(0), scratch: scratch, group: grp)
     for s in 0..<upTo {
       let out = buffer(.step(s), scratch: scratch, group: grp)

@@ -140,6 +140,15 @@ enum AnyKernel<T: ComputeScalar> {
     }
   }
 
+  /// A name for the pass in traces.
+  func passLabel(_ pass: Int) -> String {
+    switch self {
+    case .linear: return "linear"
+    case .gram: return "gram"
+    case .task(let k): return "\(k.passes[pass])"
+    }
+  }
+
   func setGroupCapacity(_ capacity: Int) {
     switch self {
     case .linear(let k): k.setGroupCapacity(capacity)

@@ -120,3 +120,38 @@ enum Select {
     }
   }
 }
+
+extension Select {
+  /// The key at descending rank `rank`, how many keys are larger and how many equal it: one
+  /// histogram of the top 16 significant bits, then a sort of the one bucket that holds the
+  /// rank (a few hundred keys for real tensors).
+  static func boundary(_ keys: UnsafeBufferPointer<UInt64>, rank: Int) -> (key: UInt64, above: Int, equal: Int) {
+    guard !keys.isEmpty else { return (0, 0, 0) }
+    var maxKey: UInt64 = 0
+    for k in keys { maxKey = max(maxKey, k) }
+    let bits = 64 - maxKey.leadingZeroBitCount
+    let shift = UInt64(max(0, bits - 16))
+    var histogram = [Int](repeating: 0, count: 65536)
+    histogram.withUnsafeMutableBufferPointer { h in
+      for k in keys { h[Int(truncatingIfNeeded: k &>> shift)] &+= 1 }
+    }
+    var above = 0
+    var bucket = 65535
+    while bucket > 0 && above + histogram[bucket] <= rank {
+      above += histogram[bucket]
+      bucket -= 1
+    }
+    var candidates: [UInt64] = []
+    candidates.reserveCapacity(histogram[bucket])
+    for k in keys where Int(truncatingIfNeeded: k &>> shift) == bucket { candidates.append(k) }
+    candidates.sort(by: >)
+    let key = candidates[min(rank - above, candidates.count - 1)]
+    var larger = above
+    var equal = 0
+    for c in candidates {
+      larger &+= c > key ? 1 : 0
+      equal &+= c == key ? 1 : 0
+    }
+    return (key, larger, equal)
+  }
+}

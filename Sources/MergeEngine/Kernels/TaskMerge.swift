@@ -201,21 +201,28 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
   ) {
     let n = group.count
     for i in 0..<models {
-      let x = operands.values[i]
-      let out = d + i * n
-      if let base = operands.base {
-        for e in 0..<n { out[e] = x[e] - base[e] }
-      } else {
-        for e in 0..<n { out[e] = x[e] }
-      }
-      drop(model: i, group: group, values: out)
-      if stage >= .scaled, l1Factor[i] != 1 {
-        let f = T(l1Factor[i])
-        for e in 0..<n { out[e] *= f }
-      }
-      if stage >= .trimmed, !boundaries[i].isEmpty {
-        trim(model: i, values: out, count: n, tieStart: tieStart)
-      }
+      prepareModel(i, group: group, operands: operands, stage: stage, into: d + i * n, tieStart: tieStart)
+    }
+  }
+
+  /// One model's delta after the given stage.
+  func prepareModel(
+    _ i: Int, group: Group, operands: Operands<T>, stage: Stage, into out: UnsafeMutablePointer<T>, tieStart: [Int]?
+  ) {
+    let n = group.count
+    let x = operands.values[i]
+    if let base = operands.base {
+      for e in 0..<n { out[e] = x[e] - base[e] }
+    } else {
+      for e in 0..<n { out[e] = x[e] }
+    }
+    drop(model: i, group: group, values: out)
+    if stage >= .scaled, l1Factor[i] != 1 {
+      let f = T(l1Factor[i])
+      for e in 0..<n { out[e] *= f }
+    }
+    if stage >= .trimmed, !boundaries[i].isEmpty {
+      trim(model: i, values: out, count: n, tieStart: tieStart)
     }
   }
 
@@ -385,30 +392,32 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
           for e in 0..<n { slot[e] = Double(bitPattern: v[e].magnitudeKey) }
         }
       case .radix(let digit):
-        prepare(group: group, operands: operands, stage: .scaled, deltas: d, tieStart: nil)
+        // One model at a time, so its deltas stay in cache while they are counted.
         let shift = UInt64(16 * (digits - 1 - digit))
         let bc = boundaryCount
         for i in 0..<models {
-          let v = d + i * n
+          let v = d
+          prepareModel(i, group: group, operands: operands, stage: .scaled, into: v, tieStart: nil)
           for b in 0..<bc {
             let bd = boundaries[i][b]
             let h = counters + (i * bc + b) * 65536
             let prefix = bd.prefix
             if digit == 0 {
-              for e in 0..<n { h[Int((v[e].magnitudeKey >> shift) & 0xFFFF)] &+= 1 }
+              for e in 0..<n { h[Int(truncatingIfNeeded: (v[e].magnitudeKey &>> shift) & 0xFFFF)] &+= 1 }
             } else {
+              let high = shift + 16
               for e in 0..<n {
                 let k = v[e].magnitudeKey
-                if k >> (shift + 16) == prefix { h[Int((k >> shift) & 0xFFFF)] &+= 1 }
+                if k &>> high == prefix { h[Int(truncatingIfNeeded: (k &>> shift) & 0xFFFF)] &+= 1 }
               }
             }
           }
         }
       case .ties:
-        prepare(group: group, operands: operands, stage: .scaled, deltas: d, tieStart: nil)
         let bc = boundaryCount
         for i in 0..<models {
-          let v = d + i * n
+          let v = d
+          prepareModel(i, group: group, operands: operands, stage: .scaled, into: v, tieStart: nil)
           for b in 0..<bc {
             let target = boundaries[i][b].key
             var c = 0
@@ -430,10 +439,13 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
     case .l1:
       for j in 0..<(2 * models) { l1Sums[j] += ordered[j] }
     case .gather:
-      if gathered.isEmpty { gathered = Array(repeating: [], count: models) }
+      if gathered.isEmpty {
+        gathered = Array(repeating: [], count: models)
+        for i in 0..<models { gathered[i].reserveCapacity(elementCount) }
+      }
       for i in 0..<models {
-        let slot = ordered + i * groupCapacity
-        for e in 0..<group.count { gathered[i].append(slot[e].bitPattern) }
+        let slot = UnsafeRawPointer(ordered + i * groupCapacity).assumingMemoryBound(to: UInt64.self)
+        gathered[i].append(contentsOf: UnsafeBufferPointer(start: slot, count: group.count))
       }
       gatheredGroupSizes.append(group.count)
     case .radix:
@@ -461,15 +473,7 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
       for i in 0..<models {
         for b in 0..<bc {
           let r = min(boundaries[i][b].rank, max(0, gathered[i].count - 1))
-          let k = gathered[i].isEmpty ? 0 : Select.descending(gathered[i], rank: r)
-          var above = 0
-          var equal = 0
-          gathered[i].withUnsafeBufferPointer { keys in
-            for x in keys {
-              above &+= x > k ? 1 : 0
-              equal &+= x == k ? 1 : 0
-            }
-          }
+          let (k, above, equal) = gathered[i].withUnsafeBufferPointer { Select.boundary($0, rank: r) }
           boundaries[i][b].key = k
           boundaries[i][b].above = above
           boundaries[i][b].equalCount = equal
