@@ -71,25 +71,7 @@ public final class GitStore: @unchecked Sendable {
   public init(path: String, create: Bool) throws {
     _ = GitStore.libraryInitialised
     self.path = path
-    var handle: OpaquePointer?
-    let code = git_repository_open_bare(&handle, path)
-    if code == 0, let handle {
-      repo = handle
-      return
-    }
-    let openError = GitStore.failure(code, "git_repository_open_bare", path)
-    switch GitStore.folderState(path) {
-    case .occupied:
-      throw ProvenanceError.notARepository(path: path)
-    case .missing, .empty:
-      guard create else { throw ProvenanceError.repositoryMissing(path: path) }
-      repo = try GitStore.initialise(path)
-    case .partialRepository:
-      // Another process's init in progress, one that crashed, or a repository libgit2 cannot
-      // open (permissions): re-initialising completes the first two safely.
-      guard create else { throw openError }
-      repo = try GitStore.initialise(path)
-    }
+    repo = try GitStore.openOrCreate(path, create: create)
   }
 
   deinit {
@@ -492,6 +474,43 @@ public final class GitStore: @unchecked Sendable {
     case occupied
   }
 
+  /// Opens the repository, creating it when allowed, while tolerating other processes doing
+  /// the same at the same moment.
+  ///
+  /// A folder holding only git's files is taken to be a repository another process is
+  /// creating: opening is retried for a while before it is (re-)initialised, which is safe
+  /// on a complete or partial repository.
+  private static func openOrCreate(_ path: String, create: Bool) throws -> OpaquePointer {
+    var lastError = ProvenanceError.repositoryMissing(path: path)
+    for attempt in 0..<40 {
+      var handle: OpaquePointer?
+      let code = git_repository_open_bare(&handle, path)
+      if code == 0, let handle { return handle }
+      lastError = failure(code, "git_repository_open_bare", path)
+      switch folderState(path) {
+      case .occupied:
+        throw ProvenanceError.notARepository(path: path)
+      case .missing, .empty:
+        guard create else { throw ProvenanceError.repositoryMissing(path: path) }
+        do {
+          return try initialise(path)
+        } catch let error as ProvenanceError {
+          lastError = error  // typically a lock held by a concurrent init: retry
+        }
+      case .partialRepository:
+        if create && attempt >= 10 {
+          do {
+            return try initialise(path)
+          } catch let error as ProvenanceError {
+            lastError = error
+          }
+        }
+      }
+      usleep(UInt32.random(in: 5_000...25_000))
+    }
+    throw lastError
+  }
+
   private static func folderState(_ path: String) -> FolderState {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return .missing }
@@ -499,8 +518,11 @@ public final class GitStore: @unchecked Sendable {
       return .occupied
     }
     if contents.isEmpty { return .empty }
-    let gitNames: Set<String> = ["HEAD", "objects", "refs", "config", "description", "info", "hooks"]
-    return contents.allSatisfy { gitNames.contains($0) } ? .partialRepository : .occupied
+    let gitNames: Set<String> = [
+      "HEAD", "objects", "refs", "config", "description", "info", "hooks", "branches", "logs", "packed-refs",
+    ]
+    let onlyGit = contents.allSatisfy { gitNames.contains($0) || $0.hasSuffix(".lock") }
+    return onlyGit ? .partialRepository : .occupied
   }
 
   private static func initialise(_ path: String) throws -> OpaquePointer {
