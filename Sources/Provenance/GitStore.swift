@@ -319,22 +319,21 @@ public final class GitStore: @unchecked Sendable {
   public func lastCommits(touching directory: String, at rev: String = defaultBranch) throws -> [String: String] {
     try locked {
       guard let tip = try resolve(rev) else { return [:] }
-      let branch = rev
-      var pending = Dictionary(uniqueKeysWithValues: try entries(of: directory, in: tip, revision: branch).map {
-        ($0.name, $0.id)
-      })
+      func ids(at commit: git_oid) throws -> [String: git_oid] {
+        Dictionary(uniqueKeysWithValues: try entries(of: directory, in: commit, revision: rev).map { ($0.name, $0.id) })
+      }
+      // An entry's newest change is the first commit, walking back from the tip, whose parent
+      // holds a different version of it (or none).
+      var pending = try ids(at: tip)
       var result: [String: String] = [:]
       var current = tip
       while !pending.isEmpty {
         let parent = try firstParent(of: current)
-        let before = try parent.map { p in
-          Dictionary(uniqueKeysWithValues: try entries(of: directory, in: p, revision: branch).map { ($0.name, $0.id) })
-        }
-        for (name, id) in pending where before?[name].map({ !GitStore.equal($0, id) }) ?? true {
+        let before = try parent.map(ids(at:)) ?? [:]
+        for (name, id) in pending where before[name].map({ !GitStore.equal($0, id) }) ?? true {
           result[name] = current.hex
           pending[name] = nil
         }
-        // Entries unchanged by `current` keep their id and are looked for further back.
         guard let parent else { break }
         current = parent
       }
