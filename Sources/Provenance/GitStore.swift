@@ -104,25 +104,7 @@ public final class GitStore: @unchecked Sendable {
         close(lockFD)
       }
     }
-    var again: OpaquePointer?
-    let retry = git_repository_open_bare(&again, path)
-    if retry == 0, let again {
-      repo = again
-      return
-    }
-    let openError = GitStore.failure(retry, "git_repository_open_bare", path)
-    switch GitStore.folderState(path) {
-    case .occupied:
-      throw ProvenanceError.notARepository(path: path)
-    case .missing, .empty:
-      guard create else { throw ProvenanceError.repositoryMissing(path: path) }
-      repo = try GitStore.initialise(path)
-    case .partialRepository:
-      // Another process's init in progress, one that crashed, or a repository libgit2 cannot
-      // open (permissions): re-initialising completes the first two safely.
-      guard create else { throw openError }
-      repo = try GitStore.initialise(path)
-    }
+    repo = try GitStore.openOrCreate(path, create: true)
   }
 
   deinit {
@@ -370,22 +352,21 @@ public final class GitStore: @unchecked Sendable {
   public func lastCommits(touching directory: String, at rev: String = defaultBranch) throws -> [String: String] {
     try locked {
       guard let tip = try resolve(rev) else { return [:] }
-      let branch = rev
-      var pending = Dictionary(uniqueKeysWithValues: try entries(of: directory, in: tip, revision: branch).map {
-        ($0.name, $0.id)
-      })
+      func ids(at commit: git_oid) throws -> [String: git_oid] {
+        Dictionary(uniqueKeysWithValues: try entries(of: directory, in: commit, revision: rev).map { ($0.name, $0.id) })
+      }
+      // An entry's newest change is the first commit, walking back from the tip, whose parent
+      // holds a different version of it (or none).
+      var pending = try ids(at: tip)
       var result: [String: String] = [:]
       var current = tip
       while !pending.isEmpty {
         let parent = try firstParent(of: current)
-        let before = try parent.map { p in
-          Dictionary(uniqueKeysWithValues: try entries(of: directory, in: p, revision: branch).map { ($0.name, $0.id) })
-        }
-        for (name, id) in pending where before?[name].map({ !GitStore.equal($0, id) }) ?? true {
+        let before = try parent.map(ids(at:)) ?? [:]
+        for (name, id) in pending where before[name].map({ !GitStore.equal($0, id) }) ?? true {
           result[name] = current.hex
           pending[name] = nil
         }
-        // Entries unchanged by `current` keep their id and are looked for further back.
         guard let parent else { break }
         current = parent
       }
@@ -525,6 +506,43 @@ public final class GitStore: @unchecked Sendable {
     case occupied
   }
 
+  /// Opens the repository, creating it when allowed, while tolerating other processes doing
+  /// the same at the same moment.
+  ///
+  /// A folder holding only git's files is taken to be a repository another process is
+  /// creating: opening is retried for a while before it is (re-)initialised, which is safe
+  /// on a complete or partial repository.
+  private static func openOrCreate(_ path: String, create: Bool) throws -> OpaquePointer {
+    var lastError = ProvenanceError.repositoryMissing(path: path)
+    for attempt in 0..<40 {
+      var handle: OpaquePointer?
+      let code = git_repository_open_bare(&handle, path)
+      if code == 0, let handle { return handle }
+      lastError = failure(code, "git_repository_open_bare", path)
+      switch folderState(path) {
+      case .occupied:
+        throw ProvenanceError.notARepository(path: path)
+      case .missing, .empty:
+        guard create else { throw ProvenanceError.repositoryMissing(path: path) }
+        do {
+          return try initialise(path)
+        } catch let error as ProvenanceError {
+          lastError = error  // typically a lock held by a concurrent init: retry
+        }
+      case .partialRepository:
+        if create && attempt >= 10 {
+          do {
+            return try initialise(path)
+          } catch let error as ProvenanceError {
+            lastError = error
+          }
+        }
+      }
+      usleep(UInt32.random(in: 5_000...25_000))
+    }
+    throw lastError
+  }
+
   private static func folderState(_ path: String) -> FolderState {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return .missing }
@@ -532,8 +550,11 @@ public final class GitStore: @unchecked Sendable {
       return .occupied
     }
     if contents.isEmpty { return .empty }
-    let gitNames: Set<String> = ["HEAD", "objects", "refs", "config", "description", "info", "hooks"]
-    return contents.allSatisfy { gitNames.contains($0) } ? .partialRepository : .occupied
+    let gitNames: Set<String> = [
+      "HEAD", "objects", "refs", "config", "description", "info", "hooks", "branches", "logs", "packed-refs",
+    ]
+    let onlyGit = contents.allSatisfy { gitNames.contains($0) || $0.hasSuffix(".lock") }
+    return onlyGit ? .partialRepository : .occupied
   }
 
   private static func initialise(_ path: String) throws -> OpaquePointer {

@@ -54,6 +54,26 @@ struct ConcurrencyTests {
     try Self.verify(tags: (0..<4).map { "thread\($0)" }, repo: repo, index: index)
   }
 
+  @Test("eight writers creating the same repository at once all open it and commit")
+  func concurrentCreation() throws {
+    for _ in 0..<5 {
+      let dir = try TemporaryDirectory()
+      let repo = dir.file(".mixlab/provenance.git")
+      let failures = Failures()
+      DispatchQueue.concurrentPerform(iterations: 8) { t in
+        do {
+          let git = try GitStore(path: repo, create: true)
+          try git.commit(files: ["runs/\(t)/m": Data("\(t)".utf8)], message: "run \(t)", time: 0)
+        } catch {
+          failures.add("\(error)")
+        }
+      }
+      #expect(failures.all.isEmpty, "\(failures.all)")
+      #expect(try GitStore(path: repo, create: false).list(directory: "runs").count == 8)
+      #expect(try String(contentsOfFile: repo + "/HEAD", encoding: .utf8) == "ref: refs/heads/runs\n")
+    }
+  }
+
   @Test("two processes and two threads write at once: all 40 runs are kept")
   func processes() throws {
     guard let executable = Self.testExecutable() else { return }  // no way to re-run this binary

@@ -172,10 +172,16 @@ struct IndexDBTests {
     try index.record(soup, commitID: Self.commitID(1), tensorShapes: [:])
     try index.record(ties, commitID: Self.commitID(2), tensorShapes: [:])
     let rows = try index.metrics(runID: soup.runID)
-    #expect(rows.map { "\($0.name)@\($0.scope)" } == ["cosine_to_base@block:IN04", "cosine_to_base@component:unet", "l2_to_base@overall"])
+    #expect(
+      rows.map { "\($0.name)@\($0.scope)" } == [
+        "cosine_to_base@block:IN04", "cosine_to_base@component:unet", "l2_to_base@overall",
+      ])
     #expect(rows[2].value == 1.0 / 3)
     try index.addMetrics(
-      [MetricRecord(name: "clip_score", scope: "overall", value: 0.31), MetricRecord(name: "l2_to_base", scope: "overall", value: .nan)],
+      [
+        MetricRecord(name: "clip_score", scope: "overall", value: 0.31),
+        MetricRecord(name: "l2_to_base", scope: "overall", value: .nan),
+      ],
       runID: soup.runID)
     let after = try index.metrics(runID: soup.runID)
     #expect(after.count == 4)

@@ -160,6 +160,16 @@ struct RunRecordTests {
     #expect(record.commitTime == 0)
   }
 
+  @Test("the current platform is described")
+  func platform() {
+    let platform = PlatformRecord.current()
+    #expect(!platform.os.isEmpty && !platform.arch.isEmpty && !platform.cpu.isEmpty)
+    #if arch(x86_64)
+      #expect(platform.arch == "x86_64")
+    #endif
+    #expect(platform.swiftVersion.hasPrefix("6.") || platform.swiftVersion.hasPrefix("7"))
+  }
+
   @Test("git files: manifest, verbatim recipe and notes under runs/<output sha256>")
   func gitFiles() throws {
     let record = Fixture.record(4)
