@@ -254,7 +254,9 @@ struct TensorRun<T: ComputeScalar> {
     let scratchPerWorker = (program.leaves.count + program.steps.count * 3 + 4) * g * MemoryLayout<T>.stride
     let perGroup = g * (info.dtype.size + leafInfos.reduce(0) { $0 + $1.dtype.size }) + g * MemoryLayout<T>.stride
     let avail = options.memoryBudget - workers * scratchPerWorker
-    return max(workers, min(groupCount, max(1, avail / max(perGroup, 1))))
+    // Beyond a few groups per worker larger batches buy nothing but resident memory.
+    let useful = 8 * workers
+    return max(workers, min(groupCount, useful, max(1, avail / max(perGroup, 1))))
   }
 
   mutating func run(writer: SafeTensorsWriter, progress: (Int) -> Void) throws {

@@ -406,3 +406,29 @@ struct ConversionTests {
     #expect(e5(0x1.8p-16) == 0x02)
   }
 }
+
+@Suite("Double narrowing fast paths")
+struct DoubleNarrowingTests {
+  /// The branch-free `doubleToHalf`/`doubleToBF16` agree with the general single-rounding
+  /// encoder on random doubles spread over every binade that matters (subnormal to overflow).
+  @Test func fastPathsAgreeWithTheGeneralEncoder() {
+    var state: UInt64 = 0x1234_5678_9ABC_DEF0
+    for _ in 0..<400_000 {
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      let exponent = Int((state >> 32) % 300) - 150  // 2⁻¹⁵⁰ … 2¹⁴⁹
+      let mantissa = Double(state >> 11 & 0xF_FFFF_FFFF_FFFF) / Double(1 << 52)
+      let sign: Double = state & 1 == 0 ? 1 : -1
+      let d = sign * (1 + mantissa) * Double(sign: .plus, exponent: exponent, significand: 1)
+      #expect(
+        FloatBits.doubleToHalf(d) == UInt16(FloatBits.encodeSmall(d, expBits: 5, mantBits: 10, ieee: true)), "f16 of \(d)")
+      #expect(
+        FloatBits.doubleToBF16(d) == UInt16(FloatBits.encodeSmall(d, expBits: 8, mantBits: 7, ieee: true)), "bf16 of \(d)")
+    }
+    for d in [0.0, -0.0, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude] {
+      #expect(FloatBits.doubleToHalf(d) == UInt16(FloatBits.encodeSmall(d, expBits: 5, mantBits: 10, ieee: true)))
+      #expect(FloatBits.doubleToBF16(d) == UInt16(FloatBits.encodeSmall(d, expBits: 8, mantBits: 7, ieee: true)))
+    }
+    #expect(Float16(bitPattern: FloatBits.doubleToHalf(.nan)).isNaN)
+    #expect(FloatBits.doubleToBF16(.nan) & 0x7FFF > 0x7F80)
+  }
+}
