@@ -88,8 +88,8 @@ public enum CanonicalLayout {
 ///
 /// Tensors must be supplied in `tensors` order (the canonical order), each as one or more
 /// `append` calls whose lengths add up to the tensor's byte count. Bytes go to a temporary
-/// file in the destination folder; hashing and writing happen on a background queue while
-/// the caller computes the next chunk, and writeback starts as data arrives, so the final
+/// file in the destination folder; hashing (whole file, data section, each tensor) and writing
+/// happen on a pipeline of background queues while the caller computes the next chunk, and writeback starts as data arrives, so the final
 /// `fsync` is short. `finish` renames the file into place only when it is complete; if the
 /// writer is dropped unfinished, the temporary file is removed and nothing is left behind.
 public final class SafeTensorsWriter: @unchecked Sendable {
@@ -102,9 +102,8 @@ public final class SafeTensorsWriter: @unchecked Sendable {
 
   private let tempPath: String
   private var fd: Int32
-  private let queue = DispatchQueue(label: "mixlab.safetensors.writer")
   // Queued jobs retain the sink, never the writer, so the writer's deinit always runs on the
-  // caller's thread and can wait for them (on the queue, `queue.sync` would deadlock).
+  // caller's thread and can wait for them (on a queue, waiting for itself would deadlock).
   private let sink: Sink
   private var finished = false
 
@@ -154,7 +153,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
 
   deinit {
     if !finished {
-      queue.sync {}
+      sink.drain()
       sink.closeDirect()
       if fd >= 0 { close(fd) }
       unlink(tempPath)
@@ -214,13 +213,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     bufferFileOffset += bufferFill
     bufferFill = 0
     buffer = sink.takeBuffer(byteCount: SafeTensorsWriter.bufferSize)
-    let handoff = UncheckedSendable((UnsafeRawBufferPointer(full), owned))
-    queue.async { [sink] in
-      // The buffer is owned by this job until it goes back on the free list.
-      let (chunk, owned) = handoff.value
-      sink.consume(chunk, fileOffset: offset)
-      sink.returnBuffer(owned)
-    }
+    sink.submit(UnsafeRawBufferPointer(full), owned: owned, fileOffset: offset)
   }
 
   /// Flushes, verifies that every tensor was supplied, fsyncs, renames into place and
@@ -235,7 +228,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       throw .writerMisuse(path: path, reason: "finished before tensor \"\(tensors[cursorTensor].name)\" was complete")
     }
     flushBuffer()
-    queue.sync {}
+    sink.drain()
     sink.closeDirect()
     if let f = sink.currentFailure() { throw .writeFailed(path: path, reason: f) }
     if fdatasync(fd) != 0 { throw .writeFailed(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
@@ -254,14 +247,13 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       tensorSHA256: digests)
   }
 
-  /// The background side of a writer: hashes and writes the buffers handed to it, one job at
-  /// a time on the writer's queue.
+  /// The background side of a writer: hashes and writes the buffers handed to it.
   private final class Sink: @unchecked Sendable {
-    // Sendable: the hash and position fields are touched only by jobs on the writer's serial
-    // queue (and by `finalize` after the queue has drained); `failure` and `freeBuffers` are
-    // shared with the caller's thread and guarded by `lock`.
+    // Sendable: each hash is touched only by jobs on its own serial queue, the write position
+    // and descriptors only on the write queue (and by `finalize`/`closeDirect` after `drain`);
+    // `failure` and `freeBuffers` are shared with the caller's thread and guarded by `lock`.
     private let fd: Int32
-    /// The same file opened with O_DIRECT, or -1; touched only on the writer's queue
+    /// The same file opened with O_DIRECT, or -1; touched only on the write queue
     /// (and once by the writer before any job and after the last).
     var directFD: Int32 = -1
 
@@ -273,7 +265,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     }
     private let tensors: [TensorInfo]
     private let dataStart: Int
-    private let inFlight = DispatchSemaphore(value: 3)
+    private let inFlight = DispatchSemaphore(value: 4)
     private let lock = NSLock()
     private var failure: String?
     private var freeBuffers: [UnsafeMutableRawBufferPointer] = []
@@ -307,7 +299,7 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       return failure
     }
 
-    /// A free buffer for the caller to fill; waits while three are already queued.
+    /// A free buffer for the caller to fill; waits while four are already in the pipeline.
     func takeBuffer(byteCount: Int) -> UnsafeMutableRawBufferPointer {
       inFlight.wait()
       lock.lock()
@@ -322,20 +314,42 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       inFlight.signal()
     }
 
-    /// Runs on the writer's queue: hashes and writes one buffer.
-    func consume(_ chunk: UnsafeRawBufferPointer, fileOffset: Int) {
-      if currentFailure() != nil { return }
-      // Whole-file hash on one thread, data and per-tensor hashes on another.
-      let shared = UncheckedSendable(chunk)
-      DispatchQueue.concurrentPerform(iterations: hashTensors ? 2 : 1) { part in
-        let chunk = shared.value
-        if part == 0 {
-          fileHash.update(chunk)
-        } else {
-          let skip = max(0, dataStart - fileOffset)
-          if skip < chunk.count { hashData(UnsafeRawBufferPointer(rebasing: chunk[skip...])) }
-        }
+    // Four serial queues form a pipeline: each buffer is hashed three ways and written
+    // concurrently, and each queue keeps buffer order, so buffer k + 1's file hash can run
+    // while buffer k is still being written.
+    private let fileQueue = DispatchQueue(label: "mixlab.writer.file-hash")
+    private let dataQueue = DispatchQueue(label: "mixlab.writer.data-hash")
+    private let tensorQueue = DispatchQueue(label: "mixlab.writer.tensor-hash")
+    private let writeQueue = DispatchQueue(label: "mixlab.writer.write")
+
+    /// Hands a filled buffer to the pipeline; it returns to the free list when every stage is
+    /// done with it.
+    func submit(_ chunk: UnsafeRawBufferPointer, owned: UnsafeMutableRawBufferPointer, fileOffset: Int) {
+      let shared = UncheckedSendable((chunk, owned))
+      let group = DispatchGroup()
+      let skip = max(0, dataStart - fileOffset)
+      fileQueue.async(group: group) { self.fileHash.update(shared.value.0) }
+      if hashTensors && skip < chunk.count {
+        dataQueue.async(group: group) { self.dataHash.update(UnsafeRawBufferPointer(rebasing: shared.value.0[skip...])) }
+        tensorQueue.async(group: group) { self.hashTensorBytes(UnsafeRawBufferPointer(rebasing: shared.value.0[skip...])) }
       }
+      writeQueue.async(group: group) { self.write(shared.value.0, fileOffset: fileOffset) }
+      group.notify(queue: writeQueue) { self.returnBuffer(shared.value.1) }
+    }
+
+    /// Waits until every submitted buffer is hashed, written and returned.
+    func drain() {
+      fileQueue.sync {}
+      dataQueue.sync {}
+      tensorQueue.sync {}
+      writeQueue.sync {}
+      // The notify blocks of the last buffers run on the write queue after their stages.
+      writeQueue.sync {}
+    }
+
+    /// Runs on the write queue.
+    private func write(_ chunk: UnsafeRawBufferPointer, fileOffset: Int) {
+      if currentFailure() != nil { return }
       var written = 0
       var direct = directFD >= 0 && chunk.count % 4096 == 0 && fileOffset % 4096 == 0
         && Int(bitPattern: chunk.baseAddress) % 4096 == 0
@@ -367,8 +381,8 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       }
     }
 
-    private func hashData(_ bytes: UnsafeRawBufferPointer) {
-      dataHash.update(bytes)
+    /// Runs on the tensor-hash queue: feeds the per-tensor digests.
+    private func hashTensorBytes(_ bytes: UnsafeRawBufferPointer) {
       var at = 0
       while at < bytes.count {
         while hashTensor < tensors.count, tensors[hashTensor].byteCount == hashInTensor {
