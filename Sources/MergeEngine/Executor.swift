@@ -28,6 +28,8 @@ public struct ExecutionOptions: Sendable {
 /// What the merge produced.
 public struct MergeOutcome: Sendable {
   public var files: [WriteResult]
+  /// Output tensors holding NaN or infinite values (counted on the bytes as written).
+  public var nonFinite: [NonFinite] = []
   /// SHA-256 of the output: the file's, or for shards the combined digest.
   public var sha256: String
   public var tensorDataSHA256: String
@@ -58,6 +60,17 @@ final class PhaseTimes: @unchecked Sendable {
 /// What lives for a whole run of the executor (phase timings for traces).
 final class RunContext {
   let times = PhaseTimes()
+  var nonFinite: [String: (nan: Int, inf: Int)] = [:]
+
+  /// Counts NaN/Inf in bytes just handed to the writer for tensor `name`.
+  func count(_ name: String, dtype: DType, bytes: UnsafeRawBufferPointer) {
+    guard dtype.isFloat, let base = bytes.baseAddress, bytes.count >= dtype.size else { return }
+    let r = Codec.countNonFinite(dtype, base, count: bytes.count / dtype.size)
+    if r.nan + r.inf > 0 {
+      let old = nonFinite[name] ?? (0, 0)
+      nonFinite[name] = (old.nan + r.nan, old.inf + r.inf)
+    }
+  }
 }
 
 /// Runs a plan: tensor by tensor in canonical order; within a tensor, statistics passes and
@@ -115,7 +128,9 @@ public enum Executor {
       dataSHA = results[0].tensorDataSHA256
     }
     return MergeOutcome(
-      files: results, sha256: sha, tensorDataSHA256: dataSHA, tensorSHA256: hashes, size: results.reduce(0) { $0 + $1.size },
+      files: results,
+      nonFinite: pool.nonFinite.map { NonFinite(key: $0.key, nan: $0.value.nan, inf: $0.value.inf) }.sorted { $0.key < $1.key },
+      sha256: sha, tensorDataSHA256: dataSHA, tensorSHA256: hashes, size: results.reduce(0) { $0 + $1.size },
       seconds: Date().timeIntervalSince(start))
   }
 
@@ -125,7 +140,7 @@ public enum Executor {
   ) throws {
     switch t.source {
     case .copy(let i, let key, let sanitize):
-      try copy(input: inputs[i], key: key, sanitize: sanitize, to: info, writer: writer, options: options)
+      try copy(input: inputs[i], key: key, sanitize: sanitize, to: info, writer: writer, options: options, context: pool)
     case .compute(let program):
       switch plan.computeType {
       case .f32:
@@ -141,7 +156,8 @@ public enum Executor {
   /// Copies a tensor, converting float dtypes (via `Double` when the source is f64, so it is
   /// rounded once) and never touching integer tensors' bytes.
   static func copy(
-    input: Checkpoint, key: String, sanitize: Bool, to out: TensorInfo, writer: SafeTensorsWriter, options: ExecutionOptions
+    input: Checkpoint, key: String, sanitize: Bool, to out: TensorInfo, writer: SafeTensorsWriter, options: ExecutionOptions,
+    context: RunContext
   ) throws {
     guard let e = input.entry(key) else { throw MergeError.io("\(input.path): tensor \(key) disappeared") }
     let file = input.file(of: e)
@@ -151,7 +167,10 @@ public enum Executor {
       var at = 0
       while at < src.elementCount {
         let n = min(chunk, src.elementCount - at)
-        try file.withBytes(of: src, elements: at..<(at + n)) { try writer.append($0) }
+        try file.withBytes(of: src, elements: at..<(at + n)) {
+          context.count(out.name, dtype: out.dtype, bytes: $0)
+          try writer.append($0)
+        }
         file.file.release(file.fileRange(of: src))
         at += n
       }
@@ -168,14 +187,18 @@ public enum Executor {
           file.read(src, elements: at..<(at + n), into: buf.baseAddress!)
           if sanitize { for j in 0..<n where !buf[j].isFinite { buf[j] = 0 } }
           Codec.encode(buf.baseAddress!, count: n, as: out.dtype, into: outBytes)
-          try writer.append(UnsafeRawBufferPointer(start: outBytes, count: n * out.dtype.size))
+          let bytes = UnsafeRawBufferPointer(start: outBytes, count: n * out.dtype.size)
+          context.count(out.name, dtype: out.dtype, bytes: bytes)
+          try writer.append(bytes)
         }
       } else {
         try withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { buf in
           file.read(src, elements: at..<(at + n), into: buf.baseAddress!)
           if sanitize { for j in 0..<n where !buf[j].isFinite { buf[j] = 0 } }
           Codec.encode(buf.baseAddress!, count: n, as: out.dtype, into: outBytes)
-          try writer.append(UnsafeRawBufferPointer(start: outBytes, count: n * out.dtype.size))
+          let bytes = UnsafeRawBufferPointer(start: outBytes, count: n * out.dtype.size)
+          context.count(out.name, dtype: out.dtype, bytes: bytes)
+          try writer.append(bytes)
         }
       }
       at += n
@@ -301,9 +324,9 @@ struct TensorRun<T: ComputeScalar> {
       }
       let last = group(g1 - 1)
       let bytes = (last.elementStart + last.count - firstElement) * outSize
-      try pool.times.measure("append (writer backpressure)") {
-        try writer.append(UnsafeRawBufferPointer(start: outBuffer, count: bytes))
-      }
+      let written = UnsafeRawBufferPointer(start: outBuffer, count: bytes)
+      pool.count(info.name, dtype: info.dtype, bytes: written)
+      try pool.times.measure("append (writer backpressure)") { try writer.append(written) }
       release(elements: firstElement..<(last.elementStart + last.count))
       bytesDone += bytes
       progress(bytesDone)

@@ -204,6 +204,7 @@ public final class Runner: @unchecked Sendable {
     }
     progress.finish()
     timings.mergeSeconds = Date().timeIntervalSince(mergeStart)
+    try Runner.rememberHashes(of: outcome, at: artifact, cache: cache)
     let recordStart = Date()
     let wall = Date().timeIntervalSince(started)
 
@@ -349,6 +350,21 @@ public final class Runner: @unchecked Sendable {
     if FileManager.default.fileExists(atPath: path) { return path }
     _ = try synth.write(model: s.index, to: folder)
     return path
+  }
+
+  /// Puts the hashes computed while writing into the hash cache, so reuse checks and recipes
+  /// that read this output do not hash it again.
+  static func rememberHashes(of outcome: MergeOutcome, at artifact: String, cache: HashCache) throws {
+    let ckpt = try Checkpoint(path: artifact)
+    let nonFinite = Dictionary(uniqueKeysWithValues: outcome.nonFinite.map { ($0.key, $0) })
+    for shard in ckpt.shards {
+      let name = (shard.path as NSString).lastPathComponent
+      guard let r = outcome.files.first(where: { ($0.path as NSString).lastPathComponent == name }) else { continue }
+      let nf = shard.tensors.compactMap { nonFinite[$0.name] }
+      try cache.remember(
+        shard,
+        hashes: FileHashes(sha256: r.sha256, tensorDataSHA256: r.tensorDataSHA256, tensorSHA256: r.tensorSHA256, nonFinite: nf, fromCache: false))
+    }
   }
 
   /// Plans, naming the recipe file in errors.

@@ -87,6 +87,17 @@ public struct HashCache: Sendable {
       fromCache: false)
   }
 
+  /// Records hashes computed elsewhere (a file mixlab just wrote, hashed while writing) so the
+  /// next run does not read it again.
+  public func remember(_ file: SafeTensorsFile, hashes: FileHashes) throws {
+    let mapped = file.file
+    try index.store(
+      CachedHash(
+        path: try HashCache.resolvedPath(file.path), device: mapped.device, inode: mapped.inode, size: mapped.size,
+        mtimeNs: mapped.mtimeNanoseconds, ctimeNs: mapped.ctimeNanoseconds, sha256: hashes.sha256,
+        tensorDataSHA256: hashes.tensorDataSHA256, tensorSHA256: hashes.tensorSHA256, nonFinite: hashes.nonFinite))
+  }
+
   /// The cached hashes of `file` when the cache holds a valid entry, else nil; reads nothing.
   public func cachedHashes(of file: SafeTensorsFile) throws -> FileHashes? {
     let mapped = file.file

@@ -5,6 +5,12 @@ public struct NonFinite: Sendable, Codable, Hashable {
   public var key: String
   public var nan: Int
   public var inf: Int
+
+  public init(key: String, nan: Int, inf: Int) {
+    self.key = key
+    self.nan = nan
+    self.inf = inf
+  }
 }
 
 /// What one read pass over a file found.
@@ -20,9 +26,9 @@ public struct ScanResult: Sendable, Codable {
   public var size: Int
 }
 
-/// Hashes a file and scans its floats in one read: the file is walked in windows; in each
-/// window one thread feeds the whole-file hash while another feeds the data hash and the
-/// per-tensor hashes, and the non-finite scan is shared between them. Pages are released
+/// Hashes a file and scans its floats in one read: the file is walked in windows that flow
+/// through a pipeline of serial queues (whole-file hash, data hash, per-tensor hashes), the
+/// non-finite scan shared between the two lighter streams. Pages are released
 /// behind the walk, so the resident set stays at a few windows whatever the file size.
 public enum Scanner {
   public static let windowBytes = 64 << 20
@@ -41,8 +47,9 @@ public enum Scanner {
   static func scan(_ file: SafeTensorsFile, perTensor: Bool, scanNonFinite: Bool, windowBytes: Int) -> ScanResult {
     precondition(windowBytes >= 8, "scan windows must hold the widest element")
     final class State: @unchecked Sendable {
-      // Part 0 of each window touches `fileHash` and `counts0`, part 1 the others; windows are
-      // processed one after the other.
+      // Each field is touched by one serial queue only (file: fileHash and, without per-tensor
+      // hashes, counts0; data: dataHash and counts0 or counts1; tensors: tensorHash,
+      // tensorDigests, counts1), and read after all of them have drained.
       var fileHash = StreamingSHA256()
       var dataHash = StreamingSHA256()
       var tensorHash = StreamingSHA256()
@@ -84,53 +91,87 @@ public enum Scanner {
         }
       }
     }
+    // A pipeline over windows: one serial queue per digest stream, so while one stream is
+    // still on window k another can start window k + 1 and both cores stay busy; each stream
+    // sees the windows in order. At most three windows are mapped at once; a window's pages
+    // are released when every stream is done with it.
+    let fileQueue = DispatchQueue(label: "mixlab.scan.file")
+    let dataQueue = DispatchQueue(label: "mixlab.scan.data")
+    let tensorQueue = DispatchQueue(label: "mixlab.scan.tensors")
+    let doneQueue = DispatchQueue(label: "mixlab.scan.done")
+    let inFlight = DispatchSemaphore(value: 3)
     var windowStart = 0
     // Tensors overlapping a window, found by walking forward.
     var firstTensor = 0
+    let tensorState = UncheckedSendable(Box((t: 0, pos: 0)))
     while windowStart < size {
       let windowEnd = min(size, windowStart + windowBytes)
+      inFlight.wait()
       file.file.willNeed(windowEnd..<min(size, windowEnd + windowBytes))
       while firstTensor < tensors.count, isDone(tensors[firstTensor], before: windowStart) {
         firstTensor += 1
       }
       let lo = windowStart
       let first = firstTensor
-      // Part 1 hashes the data once more than part 0 hashes the file, twice with per-tensor
-      // hashes; the scan evens them out: half the window each, or all of it on part 0.
-      let split = perTensor ? windowEnd : lo + (windowEnd - lo) / 2
-      DispatchQueue.concurrentPerform(iterations: 2) { part in
-        file.file.withBytes(lo..<windowEnd) { window in
-          if part == 0 {
-            state.fileHash.update(window)
-            if scanNonFinite { countNonFinite(from: lo, to: split, startingAt: first, into: &state.counts0) }
-            return
+      // The scan is split between the two lighter streams.
+      let split = lo + (windowEnd - lo) / 2
+      let group = DispatchGroup()
+      fileQueue.async(group: group) {
+        file.file.withBytes(lo..<windowEnd) { state.fileHash.update($0) }
+        if scanNonFinite && !perTensor { countNonFinite(from: lo, to: split, startingAt: first, into: &state.counts0) }
+      }
+      dataQueue.async(group: group) {
+        let pos = max(lo, dataStart)
+        if pos < windowEnd { file.file.withBytes(pos..<windowEnd) { state.dataHash.update($0) } }
+        if scanNonFinite {
+          if perTensor {
+            countNonFinite(from: lo, to: split, startingAt: first, into: &state.counts0)
+          } else {
+            countNonFinite(from: split, to: windowEnd, startingAt: first, into: &state.counts1)
           }
-          var pos = max(lo, dataStart)
-          if pos < windowEnd {
-            state.dataHash.update(UnsafeRawBufferPointer(rebasing: window[(pos - lo)...]))
-          }
-          var t = first
-          while perTensor, pos < windowEnd, t < tensors.count {
-            let info = tensors[t]
-            let tEnd = dataStart + info.end
-            if isDone(info, before: pos) {
+        }
+      }
+      if perTensor {
+        tensorQueue.async(group: group) {
+          let walk = tensorState.value
+          if walk.value.t < first { walk.value = (first, walk.value.pos) }
+          var t = walk.value.t
+          var pos = max(lo, dataStart, walk.value.pos)
+          file.file.withBytes(lo..<windowEnd) { window in
+            while pos < windowEnd, t < tensors.count {
+              let info = tensors[t]
+              let tEnd = dataStart + info.end
+              if isDone(info, before: pos) {
+                t += 1
+                continue
+              }
+              let e = min(windowEnd, tEnd)
+              if e > pos { state.tensorHash.update(UnsafeRawBufferPointer(rebasing: window[(pos - lo)..<(e - lo)])) }
+              if e < tEnd {
+                pos = e
+                break  // continues in the next window
+              }
+              state.tensorDigests[info.name] = state.tensorHash.finalizeHex()
+              state.tensorHash = StreamingSHA256()
               t += 1
-              continue
+              pos = e
             }
-            let e = min(windowEnd, tEnd)
-            if e > pos { state.tensorHash.update(UnsafeRawBufferPointer(rebasing: window[(pos - lo)..<(e - lo)])) }
-            if e < tEnd { break }  // continues in the next window
-            state.tensorDigests[info.name] = state.tensorHash.finalizeHex()
-            state.tensorHash = StreamingSHA256()
-            t += 1
-            pos = e
           }
+          walk.value = (t, pos)
           if scanNonFinite { countNonFinite(from: split, to: windowEnd, startingAt: first, into: &state.counts1) }
         }
       }
-      file.file.release(lo..<windowEnd)
+      group.notify(queue: doneQueue) {
+        file.file.release(lo..<windowEnd)
+        inFlight.signal()
+      }
       windowStart = windowEnd
     }
+    fileQueue.sync {}
+    dataQueue.sync {}
+    tensorQueue.sync {}
+    doneQueue.sync {}
+    doneQueue.sync {}
     if perTensor {
       // Empty tensors at the very end of the data (or an all-empty file) still get digests.
       for info in tensors where state.tensorDigests[info.name] == nil {
@@ -148,4 +189,11 @@ public enum Scanner {
       sha256: state.fileHash.finalizeHex(), tensorDataSHA256: state.dataHash.finalizeHex(),
       tensorSHA256: perTensor ? state.tensorDigests : nil, nonFinite: nonFinite, size: size)
   }
+}
+
+/// A mutable cell for state carried from one pipeline job to the next on a serial queue.
+final class Box<T>: @unchecked Sendable {
+  // Sendable: touched only by jobs of one serial queue.
+  var value: T
+  init(_ value: T) { self.value = value }
 }
