@@ -148,34 +148,29 @@ public enum FloatBits {
     return signBit | (UInt32(biased) << UInt32(mantBits)) | mant
   }
 
-  /// `Double` → f16 bits, rounded once (no intermediate `Float`), branch-free like
-  /// `floatToHalf`: the subnormal case adds 2²⁸, whose ulp is the f16 subnormal step 2⁻²⁴.
+  /// `Double` → `Float` rounded to odd: truncated toward zero, with the last bit set when
+  /// anything was cut off. A value rounded to odd at 24 bits and then to nearest even at ≤ 22
+  /// bits is the correctly rounded value (no double-rounding error), so the Float encoders
+  /// give exact single roundings from `Double`; every step vectorizes.
   @inline(__always)
-  public static func doubleToHalf(_ d: Double) -> UInt16 {
-    let bits = d.bitPattern
-    let sign = UInt16(truncatingIfNeeded: (bits >> 48) & 0x8000)
-    let u = bits & 0x7FFF_FFFF_FFFF_FFFF
-    let special: UInt64 = u > 0x7FF0_0000_0000_0000 ? (0x7E00 | ((u >> 42) & 0x3FF)) : 0x7C00
-    let sub = (Double(bitPattern: u) + 0x1p28).bitPattern &- (0x1p28 as Double).bitPattern
-    // Rebias the exponent (15 − 1023), then round the 42 dropped bits to nearest even.
-    let normal = (u &+ 0xC100_01FF_FFFF_FFFF &+ ((u >> 42) & 1)) >> 42
-    let o = u >= 0x40F0_0000_0000_0000 ? special : (u < 0x3F10_0000_0000_0000 ? sub : normal)
-    return sign | UInt16(truncatingIfNeeded: o)
+  public static func doubleToFloatRoundToOdd(_ d: Double) -> Float {
+    let f = Float(d)
+    let back = Double(f)
+    var bits = f.bitPattern
+    bits = back.magnitude > d.magnitude ? bits &- 1 : bits
+    bits = back != d ? bits | 1 : bits
+    return Float(bitPattern: bits)
   }
 
-  /// `Double` → bf16 bits, rounded once; 2⁻⁸¹ has the bf16 subnormal step 2⁻¹³³ as its ulp.
+  /// `Double` → f16 bits, rounded once (round to odd at 24 bits, then to nearest even).
+  @inline(__always)
+  public static func doubleToHalf(_ d: Double) -> UInt16 {
+    floatToHalf(doubleToFloatRoundToOdd(d))
+  }
+
+  /// `Double` → bf16 bits, rounded once (round to odd at 24 bits, then to nearest even).
   @inline(__always)
   public static func doubleToBF16(_ d: Double) -> UInt16 {
-    let bits = d.bitPattern
-    let sign = UInt16(truncatingIfNeeded: (bits >> 48) & 0x8000)
-    let u = bits & 0x7FFF_FFFF_FFFF_FFFF
-    let nan: UInt64 = 0x7FC0 | ((u >> 45) & 0x7F)
-    let sub = (Double(bitPattern: u) + 0x1p-81).bitPattern &- (0x1p-81 as Double).bitPattern
-    // Rebias the exponent (127 − 1023), round the 45 dropped bits to nearest even; a carry
-    // past the largest exponent gives infinity (0x7F80), as it should.
-    var normal = (u &+ 0xC800_0FFF_FFFF_FFFF &+ ((u >> 45) & 1)) >> 45
-    normal = min(normal, 0x7F80)
-    let o = u > 0x7FF0_0000_0000_0000 ? nan : (u < 0x3810_0000_0000_0000 ? sub : normal)
-    return sign | UInt16(truncatingIfNeeded: o)
+    floatToBF16(doubleToFloatRoundToOdd(d))
   }
 }
