@@ -220,6 +220,21 @@ struct TensorRun<T: ComputeScalar> {
   let rowLength: Int
   let groupRows: Int
   let groupCount: Int
+  /// Slice length for element-wise programs: leaves, steps and result of a slice stay in the
+  /// core's cache between decode, apply and encode.
+  static var sliceElements: Int { 8192 }
+
+  /// True when every step is element-wise (linear or a Gram combination), so a group can be
+  /// evaluated in slices.
+  var elementWise: Bool {
+    kernels.allSatisfy {
+      switch $0 {
+      case .linear, .gram: return true
+      case .task: return false
+      }
+    }
+  }
+
   /// Keep the inputs' pages mapped between the passes of a multi-pass method when they fit
   /// in half the budget, instead of releasing and faulting them in again each pass. (Decoding
   /// f16 again per pass costs less than reading a materialized f32 copy: half the bytes.)
@@ -316,8 +331,18 @@ struct TensorRun<T: ComputeScalar> {
           var g = start + w
           while g < g1 {
             let grp = run.group(g)
-            let result = run.evaluate(grp, upTo: run.kernels.count, scratch: scratch)
-            T.encode(result, count: grp.count, as: run.info.dtype, into: out + (grp.elementStart - firstElement) * outSize)
+            // Element-wise programs run in cache-sized slices of the group (same values:
+            // nothing is reduced); others need the whole group at once.
+            let slice = run.elementWise ? TensorRun.sliceElements : grp.count
+            var off = 0
+            while off < grp.count {
+              let part = Group(
+                index: grp.index, elementStart: grp.elementStart + off, count: min(slice, grp.count - off), rowStart: grp.rowStart,
+                rowLength: slice == grp.count ? grp.rowLength : 1)
+              let result = run.evaluate(part, upTo: run.kernels.count, scratch: scratch)
+              T.encode(result, count: part.count, as: run.info.dtype, into: out + (part.elementStart - firstElement) * outSize)
+              off += part.count
+            }
             g += workers
           }
         }

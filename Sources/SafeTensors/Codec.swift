@@ -119,12 +119,20 @@ public enum Codec {
     case .f32:
       let out = dst.assumingMemoryBound(to: Float.self)
       for i in 0..<count { out[i] = Float(src[i]) }
-    case .f16:
-      let out = dst.assumingMemoryBound(to: UInt16.self)
-      for i in 0..<count { out[i] = FloatBits.doubleToHalf(src[i]) }
-    case .bf16:
-      let out = dst.assumingMemoryBound(to: UInt16.self)
-      for i in 0..<count { out[i] = FloatBits.doubleToBF16(src[i]) }
+    case .f16, .bf16:
+      // Round to odd into a Float block, then the Float encoder: each loop vectorizes at its
+      // own width (the fused mixed-width loop did not), and the result is the same single
+      // rounding as `doubleToHalf`/`doubleToBF16`.
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: min(count, 4096)) { tmp in
+        let t = tmp.baseAddress!
+        var done = 0
+        while done < count {
+          let n = min(4096, count - done)
+          for i in 0..<n { t[i] = FloatBits.doubleToFloatRoundToOdd(src[done + i]) }
+          encode(t, count: n, as: dtype, into: dst + done * 2)
+          done += n
+        }
+      }
     case .f8e4m3:
       let out = dst.assumingMemoryBound(to: UInt8.self)
       for i in 0..<count { out[i] = UInt8(FloatBits.encodeSmall(src[i], expBits: 4, mantBits: 3, ieee: false)) }
