@@ -14,6 +14,8 @@ struct RankBoundary: Sendable {
 
   var prefix: UInt64 = 0
   var remaining: Int
+  /// Elements in the bucket chosen by the last `select`.
+  var bucketCount = 0
   var above = 0
   var key: UInt64 = 0
   var equalCount = 0
@@ -42,6 +44,7 @@ struct RankBoundary: Sendable {
         prefix = prefix << 16 | UInt64(bucket)
         above += cum
         remaining -= cum
+        bucketCount = c
         if last {
           key = prefix
           equalCount = c
@@ -128,12 +131,17 @@ extension Select {
   static func boundary(_ keys: UnsafeBufferPointer<UInt64>, rank: Int) -> (key: UInt64, above: Int, equal: Int) {
     guard !keys.isEmpty else { return (0, 0, 0) }
     var maxKey: UInt64 = 0
-    for k in keys { maxKey = max(maxKey, k) }
-    let bits = 64 - maxKey.leadingZeroBitCount
+    var minKey: UInt64 = .max
+    for k in keys {
+      maxKey = max(maxKey, k)
+      minKey = min(minKey, k)
+    }
+    // Buckets over the keys' actual range (candidate lists share their top bits).
+    let bits = 64 - (maxKey - minKey).leadingZeroBitCount
     let shift = UInt64(max(0, bits - 16))
     var histogram = [Int](repeating: 0, count: 65536)
     histogram.withUnsafeMutableBufferPointer { h in
-      for k in keys { h[Int(truncatingIfNeeded: k &>> shift)] &+= 1 }
+      for k in keys { h[Int(truncatingIfNeeded: (k &- minKey) &>> shift)] &+= 1 }
     }
     var above = 0
     var bucket = 65535
@@ -143,7 +151,7 @@ extension Select {
     }
     var candidates: [UInt64] = []
     candidates.reserveCapacity(histogram[bucket])
-    for k in keys where Int(truncatingIfNeeded: k &>> shift) == bucket { candidates.append(k) }
+    for k in keys where Int(truncatingIfNeeded: (k &- minKey) &>> shift) == bucket { candidates.append(k) }
     candidates.sort(by: >)
     let key = candidates[min(rank - above, candidates.count - 1)]
     var larger = above

@@ -59,6 +59,13 @@ public struct TaskConfig: Equatable, Sendable {
 }
 
 
+/// Test hooks for the selection strategy (results never depend on them).
+enum SelectionTuning {
+  /// Forces the radix-digit fallback when 0; nil in normal use. Any value gives the same
+  /// output bytes, so tests running concurrently are unaffected.
+  nonisolated(unsafe) static var collectLimitForTests: Int?
+}
+
 /// The task-vector family in one configurable kernel: per model the delta τᵢ = xᵢ − base is
 /// (1) randomly dropped (DARE's Bernoulli or DELLA's rank-based probabilities) and rescaled,
 /// (2) trimmed by magnitude rank (TIES's top-k, breadcrumbs' band), then (3) signs are elected
@@ -80,9 +87,16 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
     /// the radix passes, without their 64 Ki-bucket histograms per model).
     case gather
     case radix(digit: Int)
+    /// After the first radix digit: the keys in the chosen bucket, gathered with their group,
+    /// then selected in memory (replaces the later digits and the tie pass when the buckets
+    /// are small enough, which they are for real tensors).
+    case collect
     case ties
     case gram
   }
+
+  /// Candidate keys (over all models and boundaries) the collect pass may hold.
+  static var collectLimit: Int { SelectionTuning.collectLimitForTests ?? 1 << 23 }
 
   /// Tensors with at most this many keys over all models are selected by gathering.
   static var gatherLimit: Int { 1 << 21 }
@@ -102,6 +116,9 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
   var tiePrefix: [[Int]] = []
   var gathered: [[UInt64]] = []
   var gatheredGroupSizes: [Int] = []
+  var useCollect = false
+  var candidates: [[UInt64]] = []
+  var candidateGroupCounts: [[Int]] = []
   var groupCapacity = Engine.groupElements
   var gram: GramMatrix
   var combineCoefficients: [Double] = []
@@ -146,7 +163,9 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
       if models * elementCount <= Self.gatherLimit {
         p.append(.gather)
       } else {
-        for d in 0..<digits { p.append(.radix(digit: d)) }
+        p.append(.radix(digit: 0))
+        p.append(.collect)
+        for d in 1..<digits { p.append(.radix(digit: d)) }
         p.append(.ties)
       }
     }
@@ -169,8 +188,12 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
   var boundaryCount: Int { boundaries.first?.count ?? 0 }
 
   func wantsPass(_ pass: Int) -> Bool {
-    if passes[pass] == .ties { return boundaries.contains { $0.contains { $0.needsTiePositions } } }
-    return true
+    switch passes[pass] {
+    case .collect: return useCollect
+    case .radix(let d) where d > 0: return !useCollect
+    case .ties: return !useCollect && boundaries.contains { $0.contains { $0.needsTiePositions } }
+    default: return true
+    }
   }
 
   func slots(pass: Int) -> (ordered: Int, counters: Int) {
@@ -178,6 +201,7 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
     case .l1: return (2 * models, 0)
     case .gather: return (models * groupCapacity, 0)
     case .radix: return (0, models * boundaryCount * 65536)
+    case .collect: return (models * boundaryCount * (groupCapacity + 1), 0)
     case .ties: return (models * boundaryCount, 0)
     case .gram: return (GramMatrix.upperCount(models), 0)
     }
@@ -413,6 +437,27 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
             }
           }
         }
+      case .collect:
+        let bc = boundaryCount
+        let shift = UInt64(16 * (digits - 1))
+        for i in 0..<models {
+          let v = d
+          prepareModel(i, group: group, operands: operands, stage: .scaled, into: v, tieStart: nil)
+          for b in 0..<bc {
+            let prefix = boundaries[i][b].prefix
+            let slot = ordered + (i * bc + b) * (groupCapacity + 1)
+            let keys = UnsafeMutableRawPointer(slot + 1).assumingMemoryBound(to: UInt64.self)
+            var c = 0
+            for e in 0..<n {
+              let k = v[e].magnitudeKey
+              if k &>> shift == prefix {
+                keys[c] = k
+                c += 1
+              }
+            }
+            slot[0] = Double(c)
+          }
+        }
       case .ties:
         let bc = boundaryCount
         for i in 0..<models {
@@ -450,6 +495,19 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
       gatheredGroupSizes.append(group.count)
     case .radix:
       break
+    case .collect:
+      let bc = boundaryCount
+      if candidates.isEmpty {
+        candidates = Array(repeating: [], count: models * bc)
+        candidateGroupCounts = Array(repeating: [], count: models * bc)
+      }
+      for j in 0..<(models * bc) {
+        let slot = ordered + j * (groupCapacity + 1)
+        let c = Int(slot[0])
+        let keys = UnsafeRawPointer(slot + 1).assumingMemoryBound(to: UInt64.self)
+        candidates[j].append(contentsOf: UnsafeBufferPointer(start: keys, count: c))
+        candidateGroupCounts[j].append(c)
+      }
     case .ties:
       if tiePrefix.count == group.index {
         tiePrefix.append(tieRunning)
@@ -508,6 +566,43 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
           boundaries[i][b].select(histogram: counters + (i * bc + b) * 65536, last: digit == digits - 1)
         }
       }
+      if digit == 0 {
+        let total = boundaries.reduce(0) { $0 + $1.reduce(0) { $0 + $1.bucketCount } }
+        useCollect = total <= Self.collectLimit
+      }
+    case .collect:
+      let bc = boundaryCount
+      for i in 0..<models {
+        for b in 0..<bc {
+          let j = i * bc + b
+          let (k, above, equal) = candidates[j].withUnsafeBufferPointer {
+            Select.boundary($0, rank: boundaries[i][b].remaining)
+          }
+          boundaries[i][b].key = k
+          boundaries[i][b].above += above
+          boundaries[i][b].equalCount = equal
+        }
+      }
+      if boundaries.contains(where: { $0.contains { $0.needsTiePositions } }) {
+        var running = Array(repeating: 0, count: models * bc)
+        var starts = Array(repeating: 0, count: models * bc)
+        let groups = candidateGroupCounts.first?.count ?? 0
+        for g in 0..<groups {
+          tiePrefix.append(running)
+          for j in 0..<(models * bc) {
+            let k = boundaries[j / bc][j % bc].key
+            let n = candidateGroupCounts[j][g]
+            var c = 0
+            candidates[j].withUnsafeBufferPointer { keys in
+              for e in starts[j]..<(starts[j] + n) { c &+= keys[e] == k ? 1 : 0 }
+            }
+            running[j] += c
+            starts[j] += n
+          }
+        }
+      }
+      candidates = []
+      candidateGroupCounts = []
     case .ties:
       break
     case .gram:
