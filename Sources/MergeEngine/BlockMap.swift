@@ -8,8 +8,8 @@ public enum TimeEmbedPlacement: String, Sendable, Codable, CaseIterable {
 }
 
 /// Maps checkpoint keys to the merge blocks users weight ("MBW"): BASE, IN00…, M00, OUT00…,
-/// VAE for Stable Diffusion; layer positions for LLMs. The tables are data: the prefix rules
-/// below, in order, first match wins.
+/// VAE for Stable Diffusion; layer positions for LLMs. The key → block table is data
+/// (`BlockMapData`): prefix rules in order, first match wins.
 public struct BlockMap: Sendable {
   public var architecture: Architecture
   public var timeEmbed: TimeEmbedPlacement
@@ -41,19 +41,16 @@ public struct BlockMap: Sendable {
   public func block(of key: String) -> String {
     switch architecture {
     case .sd1, .sd2, .sdxl:
-      let p = "model.diffusion_model."
-      if key.hasPrefix(p + "input_blocks."), let i = leadingInt(key.dropFirst((p + "input_blocks.").count)) {
-        return "IN" + two(i)
+      for rule in BlockMapData.rules where key.hasPrefix(rule.prefix) {
+        switch rule.block {
+        case "IN{n}", "OUT{n}":
+          guard let i = leadingInt(key.dropFirst(rule.prefix.count)) else { continue }
+          return (rule.block.hasPrefix("IN") ? "IN" : "OUT") + two(i)
+        case "{time}": return timeEmbed == .base ? "BASE" : "IN00"
+        case "OUT{last}": return "OUT" + two(unetBlocks - 1)
+        default: return rule.block
+        }
       }
-      if key.hasPrefix(p + "middle_block.") { return "M00" }
-      if key.hasPrefix(p + "output_blocks."), let i = leadingInt(key.dropFirst((p + "output_blocks.").count)) {
-        return "OUT" + two(i)
-      }
-      if key.hasPrefix(p + "time_embed.") || key.hasPrefix(p + "label_emb.") {
-        return timeEmbed == .base ? "BASE" : "IN00"
-      }
-      if key.hasPrefix(p + "out.") { return "OUT" + two(unetBlocks - 1) }
-      if key.hasPrefix("first_stage_model.") { return "VAE" }
       return "BASE"
     default:
       return "BASE"

@@ -285,3 +285,44 @@ struct RunEndToEndTests {
     #expect(report.contains("TIES-SOUP") && report.contains("unet-ties-soup"))
   }
 }
+
+@Suite("sharing provenance with plain git, end to end")
+struct SharedProvenanceTests {
+  @Test("a workspace whose provenance.git came from git clone rebuilds its index and reproduces runs bit for bit")
+  func cloneRebuildReproduce() throws {
+    let git = try #require(RunE2E.git, "git is not installed")
+    let origin = try RunE2E.Space()
+    try origin.copyExperiment("quickstart", scale: "0.02")
+    let run = try RunE2E.mixlab("run", "--json", "experiments/quickstart", in: origin.root)
+    try #require(run.status == 0, "\(run.stderr)")
+    let runs = try #require(try run.json()["runs"] as? [[String: Any]])
+    let soup = try #require(runs.first { $0["recipe"] as? String == "soup" }?["output_sha256"] as? String)
+    let mix = try #require(runs.first { $0["recipe"] as? String == "mix" }?["output_sha256"] as? String)
+
+    // Someone else clones only the provenance repository into a workspace of their own.
+    let other = try RunE2E.Space()
+    try FileManager.default.removeItem(atPath: other.root + "/.mixlab/provenance.git")
+    let clone = try RunE2E.exec(
+      git, ["clone", "--quiet", "--bare", origin.root + "/.mixlab/provenance.git", other.root + "/.mixlab/provenance.git"],
+      in: other.root)
+    try #require(clone.status == 0, "\(clone.stderr)")
+    let rebuild = try RunE2E.mixlab("index", "rebuild", in: other.root)
+    #expect(rebuild.status == 0, "\(rebuild.stderr)")
+    #expect(rebuild.stdout.contains("indexed 3 runs"))
+    let log = try RunE2E.mixlab("log", "--json", in: other.root)
+    #expect(log.status == 0 && log.stdout.contains(soup))
+
+    // The soup's inputs are synthetic: re-synthesized and verified by hash.
+    let r1 = try RunE2E.mixlab("reproduce", String(soup.prefix(12)), in: other.root)
+    #expect(r1.status == 0, "\(r1.stdout)\n\(r1.stderr)")
+    #expect(r1.stdout.contains("bit-identical"))
+    // The mix reads the soup and TIES outputs: without them it names what is missing…
+    let missing = try RunE2E.mixlab("reproduce", String(mix.prefix(12)), in: other.root)
+    #expect(missing.status != 0)
+    #expect(missing.stderr.contains("was not found") && missing.stderr.contains("--search"))
+    // …and finds them by hash in a folder given with --search.
+    let r2 = try RunE2E.mixlab("reproduce", String(mix.prefix(12)), "--search", origin.root + "/artifacts", in: other.root)
+    #expect(r2.status == 0, "\(r2.stdout)\n\(r2.stderr)")
+    #expect(r2.stdout.contains("bit-identical"))
+  }
+}
