@@ -3,4371 +3,4371 @@
 
 enum LayoutData {
   static let sd1 = #"""
-alphas_cumprod	scheduler	F32	1000	o
-alphas_cumprod_prev	scheduler	F32	1000	o
-betas	scheduler	F32	1000	o
-cond_stage_model.transformer.text_model.embeddings.position_embedding.weight	clip_l	F32	77,768	
-cond_stage_model.transformer.text_model.embeddings.position_ids	clip_l	I64	1,77	o
-cond_stage_model.transformer.text_model.embeddings.token_embedding.weight	clip_l	F32	49408,768	
-cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm1.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm1.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm2.weight	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc1.bias	clip_l	F32	3072	
-cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc1.weight	clip_l	F32	3072,768	
-cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc2.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc2.weight	clip_l	F32	768,3072	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.k_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.k_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.out_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.out_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.q_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.q_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.v_proj.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.v_proj.weight	clip_l	F32	768,768	
-cond_stage_model.transformer.text_model.final_layer_norm.bias	clip_l	F32	768	
-cond_stage_model.transformer.text_model.final_layer_norm.weight	clip_l	F32	768	
-first_stage_model.decoder.conv_in.bias	vae	F32	512	
-first_stage_model.decoder.conv_in.weight	vae	F32	512,4,3,3	
-first_stage_model.decoder.conv_out.bias	vae	F32	3	
-first_stage_model.decoder.conv_out.weight	vae	F32	3,128,3,3	
-first_stage_model.decoder.mid.attn_1.k.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.attn_1.norm.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.norm.weight	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.proj_out.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.attn_1.q.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.attn_1.v.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.block_1.conv1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_1.conv2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_1.norm1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.norm1.weight	vae	F32	512	
-first_stage_model.decoder.mid.block_1.norm2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.norm2.weight	vae	F32	512	
-first_stage_model.decoder.mid.block_2.conv1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_2.conv2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_2.norm1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.norm1.weight	vae	F32	512	
-first_stage_model.decoder.mid.block_2.norm2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.norm2.weight	vae	F32	512	
-first_stage_model.decoder.norm_out.bias	vae	F32	128	
-first_stage_model.decoder.norm_out.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.conv1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.conv1.weight	vae	F32	128,256,3,3	
-first_stage_model.decoder.up.0.block.0.conv2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.0.nin_shortcut.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.nin_shortcut.weight	vae	F32	128,256,1,1	
-first_stage_model.decoder.up.0.block.0.norm1.bias	vae	F32	256	
-first_stage_model.decoder.up.0.block.0.norm1.weight	vae	F32	256	
-first_stage_model.decoder.up.0.block.0.norm2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.norm2.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.conv1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.1.conv2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.1.norm1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.norm1.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.norm2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.norm2.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.conv1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.2.conv2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.2.norm1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.norm1.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.norm2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.norm2.weight	vae	F32	128	
-first_stage_model.decoder.up.1.block.0.conv1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.conv1.weight	vae	F32	256,512,3,3	
-first_stage_model.decoder.up.1.block.0.conv2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.0.nin_shortcut.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.nin_shortcut.weight	vae	F32	256,512,1,1	
-first_stage_model.decoder.up.1.block.0.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.1.block.0.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.1.block.0.norm2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.norm2.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.conv1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.conv1.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.1.conv2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.1.norm1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.norm1.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.norm2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.norm2.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.conv1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.conv1.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.2.conv2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.2.norm1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.norm1.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.norm2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.norm2.weight	vae	F32	256	
-first_stage_model.decoder.up.1.upsample.conv.bias	vae	F32	256	
-first_stage_model.decoder.up.1.upsample.conv.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.2.block.0.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.0.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.0.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.1.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.1.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.2.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.2.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.2.upsample.conv.bias	vae	F32	512	
-first_stage_model.decoder.up.2.upsample.conv.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.0.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.0.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.0.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.1.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.1.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.2.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.2.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.3.upsample.conv.bias	vae	F32	512	
-first_stage_model.decoder.up.3.upsample.conv.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.conv_in.bias	vae	F32	128	
-first_stage_model.encoder.conv_in.weight	vae	F32	128,3,3,3	
-first_stage_model.encoder.conv_out.bias	vae	F32	8	
-first_stage_model.encoder.conv_out.weight	vae	F32	8,512,3,3	
-first_stage_model.encoder.down.0.block.0.conv1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.0.conv2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.0.norm1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.norm1.weight	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.norm2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.norm2.weight	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.conv1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.1.conv2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.1.norm1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.norm1.weight	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.norm2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.norm2.weight	vae	F32	128	
-first_stage_model.encoder.down.0.downsample.conv.bias	vae	F32	128	
-first_stage_model.encoder.down.0.downsample.conv.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.1.block.0.conv1.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.conv1.weight	vae	F32	256,128,3,3	
-first_stage_model.encoder.down.1.block.0.conv2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.1.block.0.nin_shortcut.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.nin_shortcut.weight	vae	F32	256,128,1,1	
-first_stage_model.encoder.down.1.block.0.norm1.bias	vae	F32	128	
-first_stage_model.encoder.down.1.block.0.norm1.weight	vae	F32	128	
-first_stage_model.encoder.down.1.block.0.norm2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.norm2.weight	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.conv1.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.conv1.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.1.block.1.conv2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.1.block.1.norm1.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.norm1.weight	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.norm2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.norm2.weight	vae	F32	256	
-first_stage_model.encoder.down.1.downsample.conv.bias	vae	F32	256	
-first_stage_model.encoder.down.1.downsample.conv.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.2.block.0.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.conv1.weight	vae	F32	512,256,3,3	
-first_stage_model.encoder.down.2.block.0.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.2.block.0.nin_shortcut.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.nin_shortcut.weight	vae	F32	512,256,1,1	
-first_stage_model.encoder.down.2.block.0.norm1.bias	vae	F32	256	
-first_stage_model.encoder.down.2.block.0.norm1.weight	vae	F32	256	
-first_stage_model.encoder.down.2.block.0.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.norm2.weight	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.2.block.1.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.2.block.1.norm1.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.norm1.weight	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.norm2.weight	vae	F32	512	
-first_stage_model.encoder.down.2.downsample.conv.bias	vae	F32	512	
-first_stage_model.encoder.down.2.downsample.conv.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.0.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.0.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.0.norm1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.norm1.weight	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.norm2.weight	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.1.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.1.norm1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.norm1.weight	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.norm2.weight	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.k.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.attn_1.norm.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.norm.weight	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.proj_out.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.attn_1.q.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.attn_1.v.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.block_1.conv1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_1.conv2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_1.norm1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.norm1.weight	vae	F32	512	
-first_stage_model.encoder.mid.block_1.norm2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.norm2.weight	vae	F32	512	
-first_stage_model.encoder.mid.block_2.conv1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_2.conv2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_2.norm1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.norm1.weight	vae	F32	512	
-first_stage_model.encoder.mid.block_2.norm2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.norm2.weight	vae	F32	512	
-first_stage_model.encoder.norm_out.bias	vae	F32	512	
-first_stage_model.encoder.norm_out.weight	vae	F32	512	
-first_stage_model.post_quant_conv.bias	vae	F32	4	
-first_stage_model.post_quant_conv.weight	vae	F32	4,4,1,1	
-first_stage_model.quant_conv.bias	vae	F32	8	
-first_stage_model.quant_conv.weight	vae	F32	8,8,1,1	
-log_one_minus_alphas_cumprod	scheduler	F32	1000	o
-model.diffusion_model.input_blocks.0.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.0.0.weight	unet	F32	320,4,3,3	
-model.diffusion_model.input_blocks.1.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.input_blocks.1.0.in_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.in_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.in_layers.2.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.1.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.1.1.norm.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.norm.weight	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.proj_in.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.proj_in.weight	unet	F32	320,320,1,1	
-model.diffusion_model.input_blocks.1.1.proj_out.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.proj_out.weight	unet	F32	320,320,1,1	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm1.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm1.weight	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm2.weight	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm3.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm3.weight	unet	F32	320	
-model.diffusion_model.input_blocks.10.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.10.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.10.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.10.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.10.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.10.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.10.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.10.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.10.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.10.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.11.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.11.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.11.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.11.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.11.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.11.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.11.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.11.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.11.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.11.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.2.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.input_blocks.2.0.in_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.in_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.in_layers.2.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.2.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.2.1.norm.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.norm.weight	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.proj_in.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.proj_in.weight	unet	F32	320,320,1,1	
-model.diffusion_model.input_blocks.2.1.proj_out.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.proj_out.weight	unet	F32	320,320,1,1	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm1.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm1.weight	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm2.weight	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm3.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm3.weight	unet	F32	320	
-model.diffusion_model.input_blocks.3.0.op.bias	unet	F32	320	
-model.diffusion_model.input_blocks.3.0.op.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.4.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.input_blocks.4.0.in_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.4.0.in_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.4.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.in_layers.2.weight	unet	F32	640,320,3,3	
-model.diffusion_model.input_blocks.4.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.4.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.skip_connection.weight	unet	F32	640,320,1,1	
-model.diffusion_model.input_blocks.4.1.norm.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.norm.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.proj_in.weight	unet	F32	640,640,1,1	
-model.diffusion_model.input_blocks.4.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.proj_out.weight	unet	F32	640,640,1,1	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.input_blocks.5.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.in_layers.2.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.5.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.5.1.norm.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.norm.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.proj_in.weight	unet	F32	640,640,1,1	
-model.diffusion_model.input_blocks.5.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.proj_out.weight	unet	F32	640,640,1,1	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.input_blocks.6.0.op.bias	unet	F32	640	
-model.diffusion_model.input_blocks.6.0.op.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.7.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.7.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.7.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.in_layers.2.weight	unet	F32	1280,640,3,3	
-model.diffusion_model.input_blocks.7.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.7.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.skip_connection.weight	unet	F32	1280,640,1,1	
-model.diffusion_model.input_blocks.7.1.norm.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.norm.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.proj_in.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.input_blocks.7.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.proj_out.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.8.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.8.1.norm.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.norm.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.proj_in.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.input_blocks.8.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.proj_out.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.9.0.op.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.9.0.op.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.middle_block.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.middle_block.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.middle_block.1.norm.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.norm.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.proj_in.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.middle_block.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.proj_out.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.2.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.2.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.2.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.middle_block.2.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.2.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.out.0.bias	unet	F32	320	
-model.diffusion_model.out.0.weight	unet	F32	320	
-model.diffusion_model.out.2.bias	unet	F32	4	
-model.diffusion_model.out.2.weight	unet	F32	4,320,3,3	
-model.diffusion_model.output_blocks.0.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.0.in_layers.0.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.0.0.in_layers.0.weight	unet	F32	2560	
-model.diffusion_model.output_blocks.0.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
-model.diffusion_model.output_blocks.0.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.0.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.skip_connection.weight	unet	F32	1280,2560,1,1	
-model.diffusion_model.output_blocks.1.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.0.in_layers.0.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.1.0.in_layers.0.weight	unet	F32	2560	
-model.diffusion_model.output_blocks.1.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
-model.diffusion_model.output_blocks.1.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.1.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.skip_connection.weight	unet	F32	1280,2560,1,1	
-model.diffusion_model.output_blocks.10.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.10.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.10.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.10.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.0.in_layers.2.weight	unet	F32	320,640,3,3	
-model.diffusion_model.output_blocks.10.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.output_blocks.10.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.output_blocks.10.0.skip_connection.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.0.skip_connection.weight	unet	F32	320,640,1,1	
-model.diffusion_model.output_blocks.10.1.norm.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.norm.weight	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.proj_in.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.proj_in.weight	unet	F32	320,320,1,1	
-model.diffusion_model.output_blocks.10.1.proj_out.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.proj_out.weight	unet	F32	320,320,1,1	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm1.weight	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm2.weight	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm3.weight	unet	F32	320	
-model.diffusion_model.output_blocks.11.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.11.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.11.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.11.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.0.in_layers.2.weight	unet	F32	320,640,3,3	
-model.diffusion_model.output_blocks.11.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.output_blocks.11.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.output_blocks.11.0.skip_connection.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.0.skip_connection.weight	unet	F32	320,640,1,1	
-model.diffusion_model.output_blocks.11.1.norm.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.norm.weight	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.proj_in.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.proj_in.weight	unet	F32	320,320,1,1	
-model.diffusion_model.output_blocks.11.1.proj_out.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.proj_out.weight	unet	F32	320,320,1,1	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.weight	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm2.weight	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm3.weight	unet	F32	320	
-model.diffusion_model.output_blocks.2.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.0.in_layers.0.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.2.0.in_layers.0.weight	unet	F32	2560	
-model.diffusion_model.output_blocks.2.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
-model.diffusion_model.output_blocks.2.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.2.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.skip_connection.weight	unet	F32	1280,2560,1,1	
-model.diffusion_model.output_blocks.2.1.conv.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.conv.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.3.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.3.0.in_layers.0.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.3.0.in_layers.0.weight	unet	F32	2560	
-model.diffusion_model.output_blocks.3.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
-model.diffusion_model.output_blocks.3.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.3.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.3.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.0.skip_connection.weight	unet	F32	1280,2560,1,1	
-model.diffusion_model.output_blocks.3.1.norm.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.norm.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.proj_in.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.output_blocks.3.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.proj_out.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.4.0.in_layers.0.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.4.0.in_layers.0.weight	unet	F32	2560	
-model.diffusion_model.output_blocks.4.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
-model.diffusion_model.output_blocks.4.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.4.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.skip_connection.weight	unet	F32	1280,2560,1,1	
-model.diffusion_model.output_blocks.4.1.norm.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.norm.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.proj_in.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.output_blocks.4.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.proj_out.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.5.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.5.0.in_layers.0.bias	unet	F32	1920	
-model.diffusion_model.output_blocks.5.0.in_layers.0.weight	unet	F32	1920	
-model.diffusion_model.output_blocks.5.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.0.in_layers.2.weight	unet	F32	1280,1920,3,3	
-model.diffusion_model.output_blocks.5.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.5.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.5.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.0.skip_connection.weight	unet	F32	1280,1920,1,1	
-model.diffusion_model.output_blocks.5.1.norm.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.norm.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.proj_in.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.output_blocks.5.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.proj_out.weight	unet	F32	1280,1280,1,1	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.5.2.conv.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.5.2.conv.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.6.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.output_blocks.6.0.in_layers.0.bias	unet	F32	1920	
-model.diffusion_model.output_blocks.6.0.in_layers.0.weight	unet	F32	1920	
-model.diffusion_model.output_blocks.6.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.0.in_layers.2.weight	unet	F32	640,1920,3,3	
-model.diffusion_model.output_blocks.6.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.6.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.6.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.0.skip_connection.weight	unet	F32	640,1920,1,1	
-model.diffusion_model.output_blocks.6.1.norm.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.norm.weight	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.proj_in.weight	unet	F32	640,640,1,1	
-model.diffusion_model.output_blocks.6.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.proj_out.weight	unet	F32	640,640,1,1	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.output_blocks.7.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.7.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.7.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.in_layers.2.weight	unet	F32	640,1280,3,3	
-model.diffusion_model.output_blocks.7.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.7.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.skip_connection.weight	unet	F32	640,1280,1,1	
-model.diffusion_model.output_blocks.7.1.norm.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.norm.weight	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.proj_in.weight	unet	F32	640,640,1,1	
-model.diffusion_model.output_blocks.7.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.proj_out.weight	unet	F32	640,640,1,1	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.output_blocks.8.0.in_layers.0.bias	unet	F32	960	
-model.diffusion_model.output_blocks.8.0.in_layers.0.weight	unet	F32	960	
-model.diffusion_model.output_blocks.8.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.in_layers.2.weight	unet	F32	640,960,3,3	
-model.diffusion_model.output_blocks.8.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.8.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.skip_connection.weight	unet	F32	640,960,1,1	
-model.diffusion_model.output_blocks.8.1.norm.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.norm.weight	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.proj_in.weight	unet	F32	640,640,1,1	
-model.diffusion_model.output_blocks.8.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.proj_out.weight	unet	F32	640,640,1,1	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.8.2.conv.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.2.conv.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.9.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.9.0.in_layers.0.bias	unet	F32	960	
-model.diffusion_model.output_blocks.9.0.in_layers.0.weight	unet	F32	960	
-model.diffusion_model.output_blocks.9.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.0.in_layers.2.weight	unet	F32	320,960,3,3	
-model.diffusion_model.output_blocks.9.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.output_blocks.9.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.output_blocks.9.0.skip_connection.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.0.skip_connection.weight	unet	F32	320,960,1,1	
-model.diffusion_model.output_blocks.9.1.norm.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.norm.weight	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.proj_in.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.proj_in.weight	unet	F32	320,320,1,1	
-model.diffusion_model.output_blocks.9.1.proj_out.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.proj_out.weight	unet	F32	320,320,1,1	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm1.weight	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm2.weight	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm3.weight	unet	F32	320	
-model.diffusion_model.time_embed.0.bias	unet	F32	1280	
-model.diffusion_model.time_embed.0.weight	unet	F32	1280,320	
-model.diffusion_model.time_embed.2.bias	unet	F32	1280	
-model.diffusion_model.time_embed.2.weight	unet	F32	1280,1280	
-model_ema.decay	ema	F32		o
-model_ema.diffusion_modelinput_blocks00bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks00weight	ema	F32	320,4,3,3	o
-model_ema.diffusion_modelinput_blocks100emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks100emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks100in_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks100in_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks100in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks100in_layers2weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelinput_blocks100out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks100out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks100out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks100out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelinput_blocks10emb_layers1bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks10emb_layers1weight	ema	F32	320,1280	o
-model_ema.diffusion_modelinput_blocks10in_layers0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks10in_layers0weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks10in_layers2bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks10in_layers2weight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modelinput_blocks10out_layers0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks10out_layers0weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks10out_layers3bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks10out_layers3weight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modelinput_blocks110emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks110emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks110in_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks110in_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks110in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks110in_layers2weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelinput_blocks110out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks110out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks110out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks110out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelinput_blocks11normbias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11normweight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11proj_inbias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11proj_inweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modelinput_blocks11proj_outbias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11proj_outweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_kweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_out0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_vweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_kweight	ema	F32	320,768	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_out0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_vweight	ema	F32	320,768	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet0projbias	ema	F32	2560	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet2bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet2weight	ema	F32	320,1280	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0norm1bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0norm1weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0norm2bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0norm2weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0norm3bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks11transformer_blocks0norm3weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20emb_layers1bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20emb_layers1weight	ema	F32	320,1280	o
-model_ema.diffusion_modelinput_blocks20in_layers0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20in_layers0weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20in_layers2bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20in_layers2weight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modelinput_blocks20out_layers0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20out_layers0weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20out_layers3bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks20out_layers3weight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modelinput_blocks21normbias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21normweight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21proj_inbias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21proj_inweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modelinput_blocks21proj_outbias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21proj_outweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_kweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_out0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_vweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_kweight	ema	F32	320,768	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_out0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_vweight	ema	F32	320,768	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet0projbias	ema	F32	2560	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet2bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet2weight	ema	F32	320,1280	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0norm1bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0norm1weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0norm2bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0norm2weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0norm3bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks21transformer_blocks0norm3weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks30opbias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks30opweight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modelinput_blocks40emb_layers1bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks40emb_layers1weight	ema	F32	640,1280	o
-model_ema.diffusion_modelinput_blocks40in_layers0bias	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks40in_layers0weight	ema	F32	320	o
-model_ema.diffusion_modelinput_blocks40in_layers2bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks40in_layers2weight	ema	F32	640,320,3,3	o
-model_ema.diffusion_modelinput_blocks40out_layers0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks40out_layers0weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks40out_layers3bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks40out_layers3weight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modelinput_blocks40skip_connectionbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks40skip_connectionweight	ema	F32	640,320,1,1	o
-model_ema.diffusion_modelinput_blocks41normbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41normweight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41proj_inbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41proj_inweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modelinput_blocks41proj_outbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41proj_outweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_kweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_out0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_vweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_kweight	ema	F32	640,768	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_out0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_vweight	ema	F32	640,768	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet0projbias	ema	F32	5120	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet2bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet2weight	ema	F32	640,2560	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0norm1bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0norm1weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0norm2bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0norm2weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0norm3bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks41transformer_blocks0norm3weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50emb_layers1bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50emb_layers1weight	ema	F32	640,1280	o
-model_ema.diffusion_modelinput_blocks50in_layers0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50in_layers0weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50in_layers2bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50in_layers2weight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modelinput_blocks50out_layers0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50out_layers0weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50out_layers3bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks50out_layers3weight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modelinput_blocks51normbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51normweight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51proj_inbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51proj_inweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modelinput_blocks51proj_outbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51proj_outweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_kweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_out0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_vweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_kweight	ema	F32	640,768	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_out0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_vweight	ema	F32	640,768	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet0projbias	ema	F32	5120	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet2bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet2weight	ema	F32	640,2560	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0norm1bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0norm1weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0norm2bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0norm2weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0norm3bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks51transformer_blocks0norm3weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks60opbias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks60opweight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modelinput_blocks70emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks70emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks70in_layers0bias	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks70in_layers0weight	ema	F32	640	o
-model_ema.diffusion_modelinput_blocks70in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks70in_layers2weight	ema	F32	1280,640,3,3	o
-model_ema.diffusion_modelinput_blocks70out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks70out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks70out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks70out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelinput_blocks70skip_connectionbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks70skip_connectionweight	ema	F32	1280,640,1,1	o
-model_ema.diffusion_modelinput_blocks71normbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71normweight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71proj_inbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71proj_inweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modelinput_blocks71proj_outbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71proj_outweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet0projbias	ema	F32	10240	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0norm1bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0norm1weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0norm2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0norm2weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0norm3bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks71transformer_blocks0norm3weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks80in_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80in_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80in_layers2weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelinput_blocks80out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks80out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelinput_blocks81normbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81normweight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81proj_inbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81proj_inweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modelinput_blocks81proj_outbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81proj_outweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet0projbias	ema	F32	10240	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0norm1bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0norm1weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0norm2bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0norm2weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0norm3bias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks81transformer_blocks0norm3weight	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks90opbias	ema	F32	1280	o
-model_ema.diffusion_modelinput_blocks90opweight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelmiddle_block0emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block0emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block0in_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block0in_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block0in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block0in_layers2weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelmiddle_block0out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block0out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block0out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block0out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelmiddle_block1normbias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1normweight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1proj_inbias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1proj_inweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modelmiddle_block1proj_outbias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1proj_outweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet0projbias	ema	F32	10240	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet2bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0norm1bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0norm1weight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0norm2bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0norm2weight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0norm3bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block1transformer_blocks0norm3weight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modelmiddle_block2in_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2in_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2in_layers2weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelmiddle_block2out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modelmiddle_block2out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modelout0bias	ema	F32	320	o
-model_ema.diffusion_modelout0weight	ema	F32	320	o
-model_ema.diffusion_modelout2bias	ema	F32	4	o
-model_ema.diffusion_modelout2weight	ema	F32	4,320,3,3	o
-model_ema.diffusion_modeloutput_blocks00emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks00emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks00in_layers0bias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks00in_layers0weight	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks00in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks00in_layers2weight	ema	F32	1280,2560,3,3	o
-model_ema.diffusion_modeloutput_blocks00out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks00out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks00out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks00out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks00skip_connectionbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks00skip_connectionweight	ema	F32	1280,2560,1,1	o
-model_ema.diffusion_modeloutput_blocks100emb_layers1bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks100emb_layers1weight	ema	F32	320,1280	o
-model_ema.diffusion_modeloutput_blocks100in_layers0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks100in_layers0weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks100in_layers2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks100in_layers2weight	ema	F32	320,640,3,3	o
-model_ema.diffusion_modeloutput_blocks100out_layers0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks100out_layers0weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks100out_layers3bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks100out_layers3weight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modeloutput_blocks100skip_connectionbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks100skip_connectionweight	ema	F32	320,640,1,1	o
-model_ema.diffusion_modeloutput_blocks101normbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101normweight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101proj_inbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101proj_inweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modeloutput_blocks101proj_outbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101proj_outweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_kweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_out0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_vweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_kweight	ema	F32	320,768	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_out0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_vweight	ema	F32	320,768	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet0projbias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet2weight	ema	F32	320,1280	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm1bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm1weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm2weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm3bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm3weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks10emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks10emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks10in_layers0bias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks10in_layers0weight	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks10in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks10in_layers2weight	ema	F32	1280,2560,3,3	o
-model_ema.diffusion_modeloutput_blocks10out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks10out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks10out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks10out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks10skip_connectionbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks10skip_connectionweight	ema	F32	1280,2560,1,1	o
-model_ema.diffusion_modeloutput_blocks110emb_layers1bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks110emb_layers1weight	ema	F32	320,1280	o
-model_ema.diffusion_modeloutput_blocks110in_layers0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks110in_layers0weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks110in_layers2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks110in_layers2weight	ema	F32	320,640,3,3	o
-model_ema.diffusion_modeloutput_blocks110out_layers0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks110out_layers0weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks110out_layers3bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks110out_layers3weight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modeloutput_blocks110skip_connectionbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks110skip_connectionweight	ema	F32	320,640,1,1	o
-model_ema.diffusion_modeloutput_blocks111normbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111normweight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111proj_inbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111proj_inweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modeloutput_blocks111proj_outbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111proj_outweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_kweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_out0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_vweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_kweight	ema	F32	320,768	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_out0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_vweight	ema	F32	320,768	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet0projbias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet2weight	ema	F32	320,1280	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm1bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm1weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm2weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm3bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm3weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks20emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks20emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks20in_layers0bias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks20in_layers0weight	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks20in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks20in_layers2weight	ema	F32	1280,2560,3,3	o
-model_ema.diffusion_modeloutput_blocks20out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks20out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks20out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks20out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks20skip_connectionbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks20skip_connectionweight	ema	F32	1280,2560,1,1	o
-model_ema.diffusion_modeloutput_blocks21convbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks21convweight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks30emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks30emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks30in_layers0bias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks30in_layers0weight	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks30in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks30in_layers2weight	ema	F32	1280,2560,3,3	o
-model_ema.diffusion_modeloutput_blocks30out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks30out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks30out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks30out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks30skip_connectionbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks30skip_connectionweight	ema	F32	1280,2560,1,1	o
-model_ema.diffusion_modeloutput_blocks31normbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31normweight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31proj_inbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31proj_inweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modeloutput_blocks31proj_outbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31proj_outweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet0projbias	ema	F32	10240	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm1weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm2weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm3weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks40emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks40emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks40in_layers0bias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks40in_layers0weight	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks40in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks40in_layers2weight	ema	F32	1280,2560,3,3	o
-model_ema.diffusion_modeloutput_blocks40out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks40out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks40out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks40out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks40skip_connectionbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks40skip_connectionweight	ema	F32	1280,2560,1,1	o
-model_ema.diffusion_modeloutput_blocks41normbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41normweight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41proj_inbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41proj_inweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modeloutput_blocks41proj_outbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41proj_outweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet0projbias	ema	F32	10240	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm1weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm2weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm3weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks50emb_layers1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks50emb_layers1weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks50in_layers0bias	ema	F32	1920	o
-model_ema.diffusion_modeloutput_blocks50in_layers0weight	ema	F32	1920	o
-model_ema.diffusion_modeloutput_blocks50in_layers2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks50in_layers2weight	ema	F32	1280,1920,3,3	o
-model_ema.diffusion_modeloutput_blocks50out_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks50out_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks50out_layers3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks50out_layers3weight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks50skip_connectionbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks50skip_connectionweight	ema	F32	1280,1920,1,1	o
-model_ema.diffusion_modeloutput_blocks51normbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51normweight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51proj_inbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51proj_inweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modeloutput_blocks51proj_outbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51proj_outweight	ema	F32	1280,1280,1,1	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_out0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet0projbias	ema	F32	10240	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm1bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm1weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm2bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm2weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm3bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm3weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks52convbias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks52convweight	ema	F32	1280,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks60emb_layers1bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks60emb_layers1weight	ema	F32	640,1280	o
-model_ema.diffusion_modeloutput_blocks60in_layers0bias	ema	F32	1920	o
-model_ema.diffusion_modeloutput_blocks60in_layers0weight	ema	F32	1920	o
-model_ema.diffusion_modeloutput_blocks60in_layers2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks60in_layers2weight	ema	F32	640,1920,3,3	o
-model_ema.diffusion_modeloutput_blocks60out_layers0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks60out_layers0weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks60out_layers3bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks60out_layers3weight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modeloutput_blocks60skip_connectionbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks60skip_connectionweight	ema	F32	640,1920,1,1	o
-model_ema.diffusion_modeloutput_blocks61normbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61normweight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61proj_inbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61proj_inweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modeloutput_blocks61proj_outbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61proj_outweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_kweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_out0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_vweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_kweight	ema	F32	640,768	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_out0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_vweight	ema	F32	640,768	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet0projbias	ema	F32	5120	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet2weight	ema	F32	640,2560	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm1bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm1weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm2weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm3bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm3weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks70emb_layers1bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks70emb_layers1weight	ema	F32	640,1280	o
-model_ema.diffusion_modeloutput_blocks70in_layers0bias	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks70in_layers0weight	ema	F32	1280	o
-model_ema.diffusion_modeloutput_blocks70in_layers2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks70in_layers2weight	ema	F32	640,1280,3,3	o
-model_ema.diffusion_modeloutput_blocks70out_layers0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks70out_layers0weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks70out_layers3bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks70out_layers3weight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modeloutput_blocks70skip_connectionbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks70skip_connectionweight	ema	F32	640,1280,1,1	o
-model_ema.diffusion_modeloutput_blocks71normbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71normweight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71proj_inbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71proj_inweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modeloutput_blocks71proj_outbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71proj_outweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_kweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_out0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_vweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_kweight	ema	F32	640,768	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_out0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_vweight	ema	F32	640,768	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet0projbias	ema	F32	5120	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet2weight	ema	F32	640,2560	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm1bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm1weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm2weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm3bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm3weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks80emb_layers1bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks80emb_layers1weight	ema	F32	640,1280	o
-model_ema.diffusion_modeloutput_blocks80in_layers0bias	ema	F32	960	o
-model_ema.diffusion_modeloutput_blocks80in_layers0weight	ema	F32	960	o
-model_ema.diffusion_modeloutput_blocks80in_layers2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks80in_layers2weight	ema	F32	640,960,3,3	o
-model_ema.diffusion_modeloutput_blocks80out_layers0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks80out_layers0weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks80out_layers3bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks80out_layers3weight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modeloutput_blocks80skip_connectionbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks80skip_connectionweight	ema	F32	640,960,1,1	o
-model_ema.diffusion_modeloutput_blocks81normbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81normweight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81proj_inbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81proj_inweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modeloutput_blocks81proj_outbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81proj_outweight	ema	F32	640,640,1,1	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_kweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_out0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_vweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_kweight	ema	F32	640,768	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_out0bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_qweight	ema	F32	640,640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_vweight	ema	F32	640,768	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet0projbias	ema	F32	5120	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet2weight	ema	F32	640,2560	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm1bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm1weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm2bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm2weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm3bias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm3weight	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks82convbias	ema	F32	640	o
-model_ema.diffusion_modeloutput_blocks82convweight	ema	F32	640,640,3,3	o
-model_ema.diffusion_modeloutput_blocks90emb_layers1bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks90emb_layers1weight	ema	F32	320,1280	o
-model_ema.diffusion_modeloutput_blocks90in_layers0bias	ema	F32	960	o
-model_ema.diffusion_modeloutput_blocks90in_layers0weight	ema	F32	960	o
-model_ema.diffusion_modeloutput_blocks90in_layers2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks90in_layers2weight	ema	F32	320,960,3,3	o
-model_ema.diffusion_modeloutput_blocks90out_layers0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks90out_layers0weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks90out_layers3bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks90out_layers3weight	ema	F32	320,320,3,3	o
-model_ema.diffusion_modeloutput_blocks90skip_connectionbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks90skip_connectionweight	ema	F32	320,960,1,1	o
-model_ema.diffusion_modeloutput_blocks91normbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91normweight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91proj_inbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91proj_inweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modeloutput_blocks91proj_outbias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91proj_outweight	ema	F32	320,320,1,1	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_kweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_out0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_vweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_kweight	ema	F32	320,768	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_out0bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_qweight	ema	F32	320,320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_vweight	ema	F32	320,768	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet0projbias	ema	F32	2560	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet2weight	ema	F32	320,1280	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm1bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm1weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm2bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm2weight	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm3bias	ema	F32	320	o
-model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm3weight	ema	F32	320	o
-model_ema.diffusion_modeltime_embed0bias	ema	F32	1280	o
-model_ema.diffusion_modeltime_embed0weight	ema	F32	1280,320	o
-model_ema.diffusion_modeltime_embed2bias	ema	F32	1280	o
-model_ema.diffusion_modeltime_embed2weight	ema	F32	1280,1280	o
-model_ema.num_updates	ema	I32		o
-posterior_log_variance_clipped	scheduler	F32	1000	o
-posterior_mean_coef1	scheduler	F32	1000	o
-posterior_mean_coef2	scheduler	F32	1000	o
-posterior_variance	scheduler	F32	1000	o
-sqrt_alphas_cumprod	scheduler	F32	1000	o
-sqrt_one_minus_alphas_cumprod	scheduler	F32	1000	o
-sqrt_recip_alphas_cumprod	scheduler	F32	1000	o
-sqrt_recipm1_alphas_cumprod	scheduler	F32	1000	o
-"""#
+    alphas_cumprod	scheduler	F32	1000	o
+    alphas_cumprod_prev	scheduler	F32	1000	o
+    betas	scheduler	F32	1000	o
+    cond_stage_model.transformer.text_model.embeddings.position_embedding.weight	clip_l	F32	77,768	
+    cond_stage_model.transformer.text_model.embeddings.position_ids	clip_l	I64	1,77	o
+    cond_stage_model.transformer.text_model.embeddings.token_embedding.weight	clip_l	F32	49408,768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.1.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.10.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.11.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.2.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.3.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.4.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.5.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.6.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.7.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.8.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm1.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm1.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.layer_norm2.weight	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc1.bias	clip_l	F32	3072	
+    cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc1.weight	clip_l	F32	3072,768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc2.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.mlp.fc2.weight	clip_l	F32	768,3072	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.k_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.k_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.out_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.out_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.q_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.q_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.v_proj.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.encoder.layers.9.self_attn.v_proj.weight	clip_l	F32	768,768	
+    cond_stage_model.transformer.text_model.final_layer_norm.bias	clip_l	F32	768	
+    cond_stage_model.transformer.text_model.final_layer_norm.weight	clip_l	F32	768	
+    first_stage_model.decoder.conv_in.bias	vae	F32	512	
+    first_stage_model.decoder.conv_in.weight	vae	F32	512,4,3,3	
+    first_stage_model.decoder.conv_out.bias	vae	F32	3	
+    first_stage_model.decoder.conv_out.weight	vae	F32	3,128,3,3	
+    first_stage_model.decoder.mid.attn_1.k.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.attn_1.norm.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.norm.weight	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.proj_out.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.attn_1.q.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.attn_1.v.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.block_1.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_1.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_1.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_2.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_2.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.norm_out.bias	vae	F32	128	
+    first_stage_model.decoder.norm_out.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.conv1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.conv1.weight	vae	F32	128,256,3,3	
+    first_stage_model.decoder.up.0.block.0.conv2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.0.nin_shortcut.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.nin_shortcut.weight	vae	F32	128,256,1,1	
+    first_stage_model.decoder.up.0.block.0.norm1.bias	vae	F32	256	
+    first_stage_model.decoder.up.0.block.0.norm1.weight	vae	F32	256	
+    first_stage_model.decoder.up.0.block.0.norm2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.norm2.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.conv1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.1.conv2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.1.norm1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.norm1.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.norm2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.norm2.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.conv1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.2.conv2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.2.norm1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.norm1.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.norm2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.norm2.weight	vae	F32	128	
+    first_stage_model.decoder.up.1.block.0.conv1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.conv1.weight	vae	F32	256,512,3,3	
+    first_stage_model.decoder.up.1.block.0.conv2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.0.nin_shortcut.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.nin_shortcut.weight	vae	F32	256,512,1,1	
+    first_stage_model.decoder.up.1.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.1.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.1.block.0.norm2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.norm2.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.conv1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.conv1.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.1.conv2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.1.norm1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.norm1.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.norm2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.norm2.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.conv1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.conv1.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.2.conv2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.2.norm1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.norm1.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.norm2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.norm2.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.upsample.conv.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.upsample.conv.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.2.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.2.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.2.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.upsample.conv.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.upsample.conv.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.2.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.2.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.upsample.conv.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.upsample.conv.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.conv_in.bias	vae	F32	128	
+    first_stage_model.encoder.conv_in.weight	vae	F32	128,3,3,3	
+    first_stage_model.encoder.conv_out.bias	vae	F32	8	
+    first_stage_model.encoder.conv_out.weight	vae	F32	8,512,3,3	
+    first_stage_model.encoder.down.0.block.0.conv1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.0.conv2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.0.norm1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.norm1.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.norm2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.norm2.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.conv1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.1.conv2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.1.norm1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.norm1.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.norm2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.norm2.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.downsample.conv.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.downsample.conv.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.1.block.0.conv1.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.conv1.weight	vae	F32	256,128,3,3	
+    first_stage_model.encoder.down.1.block.0.conv2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.1.block.0.nin_shortcut.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.nin_shortcut.weight	vae	F32	256,128,1,1	
+    first_stage_model.encoder.down.1.block.0.norm1.bias	vae	F32	128	
+    first_stage_model.encoder.down.1.block.0.norm1.weight	vae	F32	128	
+    first_stage_model.encoder.down.1.block.0.norm2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.norm2.weight	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.conv1.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.conv1.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.1.block.1.conv2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.1.block.1.norm1.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.norm1.weight	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.norm2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.norm2.weight	vae	F32	256	
+    first_stage_model.encoder.down.1.downsample.conv.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.downsample.conv.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.2.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.conv1.weight	vae	F32	512,256,3,3	
+    first_stage_model.encoder.down.2.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.2.block.0.nin_shortcut.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.nin_shortcut.weight	vae	F32	512,256,1,1	
+    first_stage_model.encoder.down.2.block.0.norm1.bias	vae	F32	256	
+    first_stage_model.encoder.down.2.block.0.norm1.weight	vae	F32	256	
+    first_stage_model.encoder.down.2.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.2.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.2.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.down.2.downsample.conv.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.downsample.conv.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.k.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.attn_1.norm.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.norm.weight	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.proj_out.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.attn_1.q.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.attn_1.v.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.block_1.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_1.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_1.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_2.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_2.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.norm_out.bias	vae	F32	512	
+    first_stage_model.encoder.norm_out.weight	vae	F32	512	
+    first_stage_model.post_quant_conv.bias	vae	F32	4	
+    first_stage_model.post_quant_conv.weight	vae	F32	4,4,1,1	
+    first_stage_model.quant_conv.bias	vae	F32	8	
+    first_stage_model.quant_conv.weight	vae	F32	8,8,1,1	
+    log_one_minus_alphas_cumprod	scheduler	F32	1000	o
+    model.diffusion_model.input_blocks.0.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.0.0.weight	unet	F32	320,4,3,3	
+    model.diffusion_model.input_blocks.1.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.input_blocks.1.0.in_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.in_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.in_layers.2.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.1.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.1.1.norm.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.norm.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.proj_in.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.proj_in.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.input_blocks.1.1.proj_out.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.proj_out.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm1.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm1.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm2.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm3.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.1.transformer_blocks.0.norm3.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.10.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.10.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.10.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.10.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.10.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.10.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.10.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.10.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.10.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.10.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.11.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.11.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.11.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.11.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.11.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.11.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.11.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.11.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.11.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.11.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.2.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.input_blocks.2.0.in_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.in_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.in_layers.2.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.2.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.2.1.norm.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.norm.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.proj_in.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.proj_in.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.input_blocks.2.1.proj_out.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.proj_out.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm1.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm1.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm2.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm3.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.1.transformer_blocks.0.norm3.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.3.0.op.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.3.0.op.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.4.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.input_blocks.4.0.in_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.4.0.in_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.4.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.in_layers.2.weight	unet	F32	640,320,3,3	
+    model.diffusion_model.input_blocks.4.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.4.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.skip_connection.weight	unet	F32	640,320,1,1	
+    model.diffusion_model.input_blocks.4.1.norm.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.norm.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.proj_in.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.input_blocks.4.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.proj_out.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.input_blocks.5.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.in_layers.2.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.5.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.5.1.norm.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.norm.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.proj_in.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.input_blocks.5.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.proj_out.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.6.0.op.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.6.0.op.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.7.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.7.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.7.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.in_layers.2.weight	unet	F32	1280,640,3,3	
+    model.diffusion_model.input_blocks.7.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.7.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.skip_connection.weight	unet	F32	1280,640,1,1	
+    model.diffusion_model.input_blocks.7.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.proj_in.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.input_blocks.7.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.proj_out.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.8.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.8.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.proj_in.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.input_blocks.8.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.proj_out.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.9.0.op.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.9.0.op.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.middle_block.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.middle_block.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.middle_block.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.proj_in.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.middle_block.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.proj_out.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.2.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.2.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.2.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.middle_block.2.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.2.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.out.0.bias	unet	F32	320	
+    model.diffusion_model.out.0.weight	unet	F32	320	
+    model.diffusion_model.out.2.bias	unet	F32	4	
+    model.diffusion_model.out.2.weight	unet	F32	4,320,3,3	
+    model.diffusion_model.output_blocks.0.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.0.in_layers.0.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.0.0.in_layers.0.weight	unet	F32	2560	
+    model.diffusion_model.output_blocks.0.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
+    model.diffusion_model.output_blocks.0.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.0.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.skip_connection.weight	unet	F32	1280,2560,1,1	
+    model.diffusion_model.output_blocks.1.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.0.in_layers.0.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.1.0.in_layers.0.weight	unet	F32	2560	
+    model.diffusion_model.output_blocks.1.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
+    model.diffusion_model.output_blocks.1.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.1.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.skip_connection.weight	unet	F32	1280,2560,1,1	
+    model.diffusion_model.output_blocks.10.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.10.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.10.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.10.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.0.in_layers.2.weight	unet	F32	320,640,3,3	
+    model.diffusion_model.output_blocks.10.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.10.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.output_blocks.10.0.skip_connection.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.0.skip_connection.weight	unet	F32	320,640,1,1	
+    model.diffusion_model.output_blocks.10.1.norm.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.norm.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.proj_in.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.proj_in.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.output_blocks.10.1.proj_out.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.proj_out.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm1.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm2.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.10.1.transformer_blocks.0.norm3.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.11.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.11.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.11.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.11.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.0.in_layers.2.weight	unet	F32	320,640,3,3	
+    model.diffusion_model.output_blocks.11.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.11.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.output_blocks.11.0.skip_connection.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.0.skip_connection.weight	unet	F32	320,640,1,1	
+    model.diffusion_model.output_blocks.11.1.norm.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.norm.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.proj_in.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.proj_in.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.output_blocks.11.1.proj_out.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.proj_out.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm2.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm3.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.2.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.0.in_layers.0.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.2.0.in_layers.0.weight	unet	F32	2560	
+    model.diffusion_model.output_blocks.2.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
+    model.diffusion_model.output_blocks.2.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.2.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.skip_connection.weight	unet	F32	1280,2560,1,1	
+    model.diffusion_model.output_blocks.2.1.conv.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.conv.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.3.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.3.0.in_layers.0.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.3.0.in_layers.0.weight	unet	F32	2560	
+    model.diffusion_model.output_blocks.3.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
+    model.diffusion_model.output_blocks.3.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.3.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.0.skip_connection.weight	unet	F32	1280,2560,1,1	
+    model.diffusion_model.output_blocks.3.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.proj_in.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.output_blocks.3.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.proj_out.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.4.0.in_layers.0.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.4.0.in_layers.0.weight	unet	F32	2560	
+    model.diffusion_model.output_blocks.4.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
+    model.diffusion_model.output_blocks.4.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.4.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.skip_connection.weight	unet	F32	1280,2560,1,1	
+    model.diffusion_model.output_blocks.4.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.proj_in.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.output_blocks.4.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.proj_out.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.5.0.in_layers.0.bias	unet	F32	1920	
+    model.diffusion_model.output_blocks.5.0.in_layers.0.weight	unet	F32	1920	
+    model.diffusion_model.output_blocks.5.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.0.in_layers.2.weight	unet	F32	1280,1920,3,3	
+    model.diffusion_model.output_blocks.5.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.5.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.0.skip_connection.weight	unet	F32	1280,1920,1,1	
+    model.diffusion_model.output_blocks.5.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.proj_in.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.output_blocks.5.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.proj_out.weight	unet	F32	1280,1280,1,1	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,768	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,768	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.2.conv.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.5.2.conv.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.6.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.output_blocks.6.0.in_layers.0.bias	unet	F32	1920	
+    model.diffusion_model.output_blocks.6.0.in_layers.0.weight	unet	F32	1920	
+    model.diffusion_model.output_blocks.6.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.0.in_layers.2.weight	unet	F32	640,1920,3,3	
+    model.diffusion_model.output_blocks.6.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.6.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.6.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.0.skip_connection.weight	unet	F32	640,1920,1,1	
+    model.diffusion_model.output_blocks.6.1.norm.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.norm.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.proj_in.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.output_blocks.6.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.proj_out.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.6.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.output_blocks.7.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.7.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.7.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.in_layers.2.weight	unet	F32	640,1280,3,3	
+    model.diffusion_model.output_blocks.7.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.7.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.skip_connection.weight	unet	F32	640,1280,1,1	
+    model.diffusion_model.output_blocks.7.1.norm.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.norm.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.proj_in.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.output_blocks.7.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.proj_out.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.output_blocks.8.0.in_layers.0.bias	unet	F32	960	
+    model.diffusion_model.output_blocks.8.0.in_layers.0.weight	unet	F32	960	
+    model.diffusion_model.output_blocks.8.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.in_layers.2.weight	unet	F32	640,960,3,3	
+    model.diffusion_model.output_blocks.8.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.8.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.skip_connection.weight	unet	F32	640,960,1,1	
+    model.diffusion_model.output_blocks.8.1.norm.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.norm.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.proj_in.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.output_blocks.8.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.proj_out.weight	unet	F32	640,640,1,1	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,768	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,768	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.8.2.conv.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.2.conv.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.9.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.9.0.in_layers.0.bias	unet	F32	960	
+    model.diffusion_model.output_blocks.9.0.in_layers.0.weight	unet	F32	960	
+    model.diffusion_model.output_blocks.9.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.0.in_layers.2.weight	unet	F32	320,960,3,3	
+    model.diffusion_model.output_blocks.9.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.9.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.output_blocks.9.0.skip_connection.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.0.skip_connection.weight	unet	F32	320,960,1,1	
+    model.diffusion_model.output_blocks.9.1.norm.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.norm.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.proj_in.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.proj_in.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.output_blocks.9.1.proj_out.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.proj_out.weight	unet	F32	320,320,1,1	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	320,768	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	320,320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	320,768	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	2560,320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.ff.net.2.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm1.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm2.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.9.1.transformer_blocks.0.norm3.weight	unet	F32	320	
+    model.diffusion_model.time_embed.0.bias	unet	F32	1280	
+    model.diffusion_model.time_embed.0.weight	unet	F32	1280,320	
+    model.diffusion_model.time_embed.2.bias	unet	F32	1280	
+    model.diffusion_model.time_embed.2.weight	unet	F32	1280,1280	
+    model_ema.decay	ema	F32		o
+    model_ema.diffusion_modelinput_blocks00bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks00weight	ema	F32	320,4,3,3	o
+    model_ema.diffusion_modelinput_blocks100emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks100emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks100in_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks100in_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks100in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks100in_layers2weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelinput_blocks100out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks100out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks100out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks100out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelinput_blocks10emb_layers1bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks10emb_layers1weight	ema	F32	320,1280	o
+    model_ema.diffusion_modelinput_blocks10in_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks10in_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks10in_layers2bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks10in_layers2weight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modelinput_blocks10out_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks10out_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks10out_layers3bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks10out_layers3weight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modelinput_blocks110emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks110emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks110in_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks110in_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks110in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks110in_layers2weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelinput_blocks110out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks110out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks110out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks110out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelinput_blocks11normbias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11normweight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11proj_inbias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11proj_inweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modelinput_blocks11proj_outbias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11proj_outweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_kweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn1to_vweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_kweight	ema	F32	320,768	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0attn2to_vweight	ema	F32	320,768	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet0projbias	ema	F32	2560	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet2bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0ffnet2weight	ema	F32	320,1280	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0norm1bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0norm1weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0norm2bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0norm2weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0norm3bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks11transformer_blocks0norm3weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20emb_layers1bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20emb_layers1weight	ema	F32	320,1280	o
+    model_ema.diffusion_modelinput_blocks20in_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20in_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20in_layers2bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20in_layers2weight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modelinput_blocks20out_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20out_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20out_layers3bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks20out_layers3weight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modelinput_blocks21normbias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21normweight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21proj_inbias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21proj_inweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modelinput_blocks21proj_outbias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21proj_outweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_kweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn1to_vweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_kweight	ema	F32	320,768	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0attn2to_vweight	ema	F32	320,768	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet0projbias	ema	F32	2560	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet2bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0ffnet2weight	ema	F32	320,1280	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0norm1bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0norm1weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0norm2bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0norm2weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0norm3bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks21transformer_blocks0norm3weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks30opbias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks30opweight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modelinput_blocks40emb_layers1bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks40emb_layers1weight	ema	F32	640,1280	o
+    model_ema.diffusion_modelinput_blocks40in_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks40in_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modelinput_blocks40in_layers2bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks40in_layers2weight	ema	F32	640,320,3,3	o
+    model_ema.diffusion_modelinput_blocks40out_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks40out_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks40out_layers3bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks40out_layers3weight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modelinput_blocks40skip_connectionbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks40skip_connectionweight	ema	F32	640,320,1,1	o
+    model_ema.diffusion_modelinput_blocks41normbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41normweight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41proj_inbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41proj_inweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modelinput_blocks41proj_outbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41proj_outweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_kweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn1to_vweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_kweight	ema	F32	640,768	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0attn2to_vweight	ema	F32	640,768	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet0projbias	ema	F32	5120	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet2bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0ffnet2weight	ema	F32	640,2560	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0norm1bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0norm1weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0norm2bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0norm2weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0norm3bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks41transformer_blocks0norm3weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50emb_layers1bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50emb_layers1weight	ema	F32	640,1280	o
+    model_ema.diffusion_modelinput_blocks50in_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50in_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50in_layers2bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50in_layers2weight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modelinput_blocks50out_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50out_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50out_layers3bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks50out_layers3weight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modelinput_blocks51normbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51normweight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51proj_inbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51proj_inweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modelinput_blocks51proj_outbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51proj_outweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_kweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn1to_vweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_kweight	ema	F32	640,768	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0attn2to_vweight	ema	F32	640,768	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet0projbias	ema	F32	5120	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet2bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0ffnet2weight	ema	F32	640,2560	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0norm1bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0norm1weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0norm2bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0norm2weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0norm3bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks51transformer_blocks0norm3weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks60opbias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks60opweight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modelinput_blocks70emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks70emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks70in_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks70in_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modelinput_blocks70in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks70in_layers2weight	ema	F32	1280,640,3,3	o
+    model_ema.diffusion_modelinput_blocks70out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks70out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks70out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks70out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelinput_blocks70skip_connectionbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks70skip_connectionweight	ema	F32	1280,640,1,1	o
+    model_ema.diffusion_modelinput_blocks71normbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71normweight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71proj_inbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71proj_inweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modelinput_blocks71proj_outbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71proj_outweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet0projbias	ema	F32	10240	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0norm1bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0norm1weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0norm2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0norm2weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0norm3bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks71transformer_blocks0norm3weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks80in_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80in_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80in_layers2weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelinput_blocks80out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks80out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelinput_blocks81normbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81normweight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81proj_inbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81proj_inweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modelinput_blocks81proj_outbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81proj_outweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet0projbias	ema	F32	10240	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0norm1bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0norm1weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0norm2bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0norm2weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0norm3bias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks81transformer_blocks0norm3weight	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks90opbias	ema	F32	1280	o
+    model_ema.diffusion_modelinput_blocks90opweight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelmiddle_block0emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block0emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block0in_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block0in_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block0in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block0in_layers2weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelmiddle_block0out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block0out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block0out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block0out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelmiddle_block1normbias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1normweight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1proj_inbias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1proj_inweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modelmiddle_block1proj_outbias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1proj_outweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet0projbias	ema	F32	10240	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet2bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0norm1bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0norm1weight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0norm2bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0norm2weight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0norm3bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block1transformer_blocks0norm3weight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modelmiddle_block2in_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2in_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2in_layers2weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelmiddle_block2out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modelmiddle_block2out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modelout0bias	ema	F32	320	o
+    model_ema.diffusion_modelout0weight	ema	F32	320	o
+    model_ema.diffusion_modelout2bias	ema	F32	4	o
+    model_ema.diffusion_modelout2weight	ema	F32	4,320,3,3	o
+    model_ema.diffusion_modeloutput_blocks00emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks00emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks00in_layers0bias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks00in_layers0weight	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks00in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks00in_layers2weight	ema	F32	1280,2560,3,3	o
+    model_ema.diffusion_modeloutput_blocks00out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks00out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks00out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks00out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks00skip_connectionbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks00skip_connectionweight	ema	F32	1280,2560,1,1	o
+    model_ema.diffusion_modeloutput_blocks100emb_layers1bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks100emb_layers1weight	ema	F32	320,1280	o
+    model_ema.diffusion_modeloutput_blocks100in_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks100in_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks100in_layers2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks100in_layers2weight	ema	F32	320,640,3,3	o
+    model_ema.diffusion_modeloutput_blocks100out_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks100out_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks100out_layers3bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks100out_layers3weight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modeloutput_blocks100skip_connectionbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks100skip_connectionweight	ema	F32	320,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks101normbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101normweight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101proj_inbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101proj_inweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modeloutput_blocks101proj_outbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101proj_outweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_kweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn1to_vweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_kweight	ema	F32	320,768	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0attn2to_vweight	ema	F32	320,768	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet0projbias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0ffnet2weight	ema	F32	320,1280	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm1bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm1weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm2weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm3bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks101transformer_blocks0norm3weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks10emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks10emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks10in_layers0bias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks10in_layers0weight	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks10in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks10in_layers2weight	ema	F32	1280,2560,3,3	o
+    model_ema.diffusion_modeloutput_blocks10out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks10out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks10out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks10out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks10skip_connectionbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks10skip_connectionweight	ema	F32	1280,2560,1,1	o
+    model_ema.diffusion_modeloutput_blocks110emb_layers1bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks110emb_layers1weight	ema	F32	320,1280	o
+    model_ema.diffusion_modeloutput_blocks110in_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks110in_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks110in_layers2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks110in_layers2weight	ema	F32	320,640,3,3	o
+    model_ema.diffusion_modeloutput_blocks110out_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks110out_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks110out_layers3bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks110out_layers3weight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modeloutput_blocks110skip_connectionbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks110skip_connectionweight	ema	F32	320,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks111normbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111normweight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111proj_inbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111proj_inweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modeloutput_blocks111proj_outbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111proj_outweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_kweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn1to_vweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_kweight	ema	F32	320,768	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0attn2to_vweight	ema	F32	320,768	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet0projbias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0ffnet2weight	ema	F32	320,1280	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm1bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm1weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm2weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm3bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks111transformer_blocks0norm3weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks20emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks20emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks20in_layers0bias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks20in_layers0weight	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks20in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks20in_layers2weight	ema	F32	1280,2560,3,3	o
+    model_ema.diffusion_modeloutput_blocks20out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks20out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks20out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks20out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks20skip_connectionbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks20skip_connectionweight	ema	F32	1280,2560,1,1	o
+    model_ema.diffusion_modeloutput_blocks21convbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks21convweight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks30emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks30emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks30in_layers0bias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks30in_layers0weight	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks30in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks30in_layers2weight	ema	F32	1280,2560,3,3	o
+    model_ema.diffusion_modeloutput_blocks30out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks30out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks30out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks30out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks30skip_connectionbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks30skip_connectionweight	ema	F32	1280,2560,1,1	o
+    model_ema.diffusion_modeloutput_blocks31normbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31normweight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31proj_inbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31proj_inweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modeloutput_blocks31proj_outbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31proj_outweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet0projbias	ema	F32	10240	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm1weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm2weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks31transformer_blocks0norm3weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks40emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks40emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks40in_layers0bias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks40in_layers0weight	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks40in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks40in_layers2weight	ema	F32	1280,2560,3,3	o
+    model_ema.diffusion_modeloutput_blocks40out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks40out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks40out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks40out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks40skip_connectionbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks40skip_connectionweight	ema	F32	1280,2560,1,1	o
+    model_ema.diffusion_modeloutput_blocks41normbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41normweight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41proj_inbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41proj_inweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modeloutput_blocks41proj_outbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41proj_outweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet0projbias	ema	F32	10240	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm1weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm2weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks41transformer_blocks0norm3weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks50emb_layers1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks50emb_layers1weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks50in_layers0bias	ema	F32	1920	o
+    model_ema.diffusion_modeloutput_blocks50in_layers0weight	ema	F32	1920	o
+    model_ema.diffusion_modeloutput_blocks50in_layers2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks50in_layers2weight	ema	F32	1280,1920,3,3	o
+    model_ema.diffusion_modeloutput_blocks50out_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks50out_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks50out_layers3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks50out_layers3weight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks50skip_connectionbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks50skip_connectionweight	ema	F32	1280,1920,1,1	o
+    model_ema.diffusion_modeloutput_blocks51normbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51normweight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51proj_inbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51proj_inweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modeloutput_blocks51proj_outbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51proj_outweight	ema	F32	1280,1280,1,1	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_kweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn1to_vweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_kweight	ema	F32	1280,768	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_out0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_out0weight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_qweight	ema	F32	1280,1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0attn2to_vweight	ema	F32	1280,768	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet0projbias	ema	F32	10240	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet0projweight	ema	F32	10240,1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0ffnet2weight	ema	F32	1280,5120	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm1bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm1weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm2bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm2weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm3bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks51transformer_blocks0norm3weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks52convbias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks52convweight	ema	F32	1280,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks60emb_layers1bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks60emb_layers1weight	ema	F32	640,1280	o
+    model_ema.diffusion_modeloutput_blocks60in_layers0bias	ema	F32	1920	o
+    model_ema.diffusion_modeloutput_blocks60in_layers0weight	ema	F32	1920	o
+    model_ema.diffusion_modeloutput_blocks60in_layers2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks60in_layers2weight	ema	F32	640,1920,3,3	o
+    model_ema.diffusion_modeloutput_blocks60out_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks60out_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks60out_layers3bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks60out_layers3weight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modeloutput_blocks60skip_connectionbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks60skip_connectionweight	ema	F32	640,1920,1,1	o
+    model_ema.diffusion_modeloutput_blocks61normbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61normweight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61proj_inbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61proj_inweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks61proj_outbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61proj_outweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_kweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn1to_vweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_kweight	ema	F32	640,768	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0attn2to_vweight	ema	F32	640,768	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet0projbias	ema	F32	5120	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0ffnet2weight	ema	F32	640,2560	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm1bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm1weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm2weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm3bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks61transformer_blocks0norm3weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks70emb_layers1bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks70emb_layers1weight	ema	F32	640,1280	o
+    model_ema.diffusion_modeloutput_blocks70in_layers0bias	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks70in_layers0weight	ema	F32	1280	o
+    model_ema.diffusion_modeloutput_blocks70in_layers2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks70in_layers2weight	ema	F32	640,1280,3,3	o
+    model_ema.diffusion_modeloutput_blocks70out_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks70out_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks70out_layers3bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks70out_layers3weight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modeloutput_blocks70skip_connectionbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks70skip_connectionweight	ema	F32	640,1280,1,1	o
+    model_ema.diffusion_modeloutput_blocks71normbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71normweight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71proj_inbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71proj_inweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks71proj_outbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71proj_outweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_kweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn1to_vweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_kweight	ema	F32	640,768	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0attn2to_vweight	ema	F32	640,768	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet0projbias	ema	F32	5120	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0ffnet2weight	ema	F32	640,2560	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm1bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm1weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm2weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm3bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks71transformer_blocks0norm3weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks80emb_layers1bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks80emb_layers1weight	ema	F32	640,1280	o
+    model_ema.diffusion_modeloutput_blocks80in_layers0bias	ema	F32	960	o
+    model_ema.diffusion_modeloutput_blocks80in_layers0weight	ema	F32	960	o
+    model_ema.diffusion_modeloutput_blocks80in_layers2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks80in_layers2weight	ema	F32	640,960,3,3	o
+    model_ema.diffusion_modeloutput_blocks80out_layers0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks80out_layers0weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks80out_layers3bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks80out_layers3weight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modeloutput_blocks80skip_connectionbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks80skip_connectionweight	ema	F32	640,960,1,1	o
+    model_ema.diffusion_modeloutput_blocks81normbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81normweight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81proj_inbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81proj_inweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks81proj_outbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81proj_outweight	ema	F32	640,640,1,1	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_kweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn1to_vweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_kweight	ema	F32	640,768	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_out0bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_out0weight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_qweight	ema	F32	640,640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0attn2to_vweight	ema	F32	640,768	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet0projbias	ema	F32	5120	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet0projweight	ema	F32	5120,640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0ffnet2weight	ema	F32	640,2560	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm1bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm1weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm2bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm2weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm3bias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks81transformer_blocks0norm3weight	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks82convbias	ema	F32	640	o
+    model_ema.diffusion_modeloutput_blocks82convweight	ema	F32	640,640,3,3	o
+    model_ema.diffusion_modeloutput_blocks90emb_layers1bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks90emb_layers1weight	ema	F32	320,1280	o
+    model_ema.diffusion_modeloutput_blocks90in_layers0bias	ema	F32	960	o
+    model_ema.diffusion_modeloutput_blocks90in_layers0weight	ema	F32	960	o
+    model_ema.diffusion_modeloutput_blocks90in_layers2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks90in_layers2weight	ema	F32	320,960,3,3	o
+    model_ema.diffusion_modeloutput_blocks90out_layers0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks90out_layers0weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks90out_layers3bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks90out_layers3weight	ema	F32	320,320,3,3	o
+    model_ema.diffusion_modeloutput_blocks90skip_connectionbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks90skip_connectionweight	ema	F32	320,960,1,1	o
+    model_ema.diffusion_modeloutput_blocks91normbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91normweight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91proj_inbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91proj_inweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modeloutput_blocks91proj_outbias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91proj_outweight	ema	F32	320,320,1,1	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_kweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn1to_vweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_kweight	ema	F32	320,768	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_out0bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_out0weight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_qweight	ema	F32	320,320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0attn2to_vweight	ema	F32	320,768	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet0projbias	ema	F32	2560	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet0projweight	ema	F32	2560,320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0ffnet2weight	ema	F32	320,1280	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm1bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm1weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm2bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm2weight	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm3bias	ema	F32	320	o
+    model_ema.diffusion_modeloutput_blocks91transformer_blocks0norm3weight	ema	F32	320	o
+    model_ema.diffusion_modeltime_embed0bias	ema	F32	1280	o
+    model_ema.diffusion_modeltime_embed0weight	ema	F32	1280,320	o
+    model_ema.diffusion_modeltime_embed2bias	ema	F32	1280	o
+    model_ema.diffusion_modeltime_embed2weight	ema	F32	1280,1280	o
+    model_ema.num_updates	ema	I32		o
+    posterior_log_variance_clipped	scheduler	F32	1000	o
+    posterior_mean_coef1	scheduler	F32	1000	o
+    posterior_mean_coef2	scheduler	F32	1000	o
+    posterior_variance	scheduler	F32	1000	o
+    sqrt_alphas_cumprod	scheduler	F32	1000	o
+    sqrt_one_minus_alphas_cumprod	scheduler	F32	1000	o
+    sqrt_recip_alphas_cumprod	scheduler	F32	1000	o
+    sqrt_recipm1_alphas_cumprod	scheduler	F32	1000	o
+    """#
 
   static let sdxl = #"""
-alphas_cumprod	scheduler	F32	1000	o
-alphas_cumprod_prev	scheduler	F32	1000	o
-betas	scheduler	F32	1000	o
-conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight	clip_l	F32	77,768	
-conditioner.embedders.0.transformer.text_model.embeddings.position_ids	clip_l	I64	1,77	o
-conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight	clip_l	F32	49408,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm1.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm1.weight	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm2.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm2.weight	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc1.bias	clip_l	F32	3072	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc1.weight	clip_l	F32	3072,768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc2.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc2.weight	clip_l	F32	768,3072	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.k_proj.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.k_proj.weight	clip_l	F32	768,768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.out_proj.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.out_proj.weight	clip_l	F32	768,768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.q_proj.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.q_proj.weight	clip_l	F32	768,768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.v_proj.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.v_proj.weight	clip_l	F32	768,768	o
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm1.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm1.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm2.weight	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc1.bias	clip_l	F32	3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc1.weight	clip_l	F32	3072,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc2.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc2.weight	clip_l	F32	768,3072	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.k_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.k_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.out_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.out_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.q_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.q_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.v_proj.bias	clip_l	F32	768	
-conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.v_proj.weight	clip_l	F32	768,768	
-conditioner.embedders.0.transformer.text_model.final_layer_norm.bias	clip_l	F32	768	o
-conditioner.embedders.0.transformer.text_model.final_layer_norm.weight	clip_l	F32	768	o
-conditioner.embedders.1.model.ln_final.bias	clip_g	F32	1280	o
-conditioner.embedders.1.model.ln_final.weight	clip_g	F32	1280	o
-conditioner.embedders.1.model.logit_scale	clip_g	F32		o
-conditioner.embedders.1.model.positional_embedding	clip_g	F32	77,1280	
-conditioner.embedders.1.model.text_projection	clip_g	F32	1280,1280	o
-conditioner.embedders.1.model.token_embedding.weight	clip_g	F32	49408,1280	
-conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.0.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.0.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.0.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.0.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.0.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.0.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.1.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.1.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.1.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.1.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.1.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.1.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.10.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.10.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.10.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.10.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.10.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.10.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.10.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.10.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.11.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.11.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.11.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.11.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.11.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.11.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.11.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.11.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.12.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.12.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.12.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.12.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.12.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.12.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.12.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.12.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.13.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.13.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.13.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.13.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.13.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.13.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.13.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.13.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.14.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.14.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.14.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.14.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.14.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.14.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.14.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.14.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.15.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.15.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.15.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.15.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.15.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.15.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.15.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.15.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.16.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.16.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.16.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.16.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.16.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.16.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.16.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.16.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.17.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.17.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.17.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.17.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.17.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.17.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.17.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.17.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.18.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.18.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.18.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.18.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.18.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.18.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.18.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.18.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.19.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.19.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.19.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.19.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.19.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.19.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.19.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.19.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.2.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.2.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.2.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.2.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.2.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.2.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.2.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.2.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.20.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.20.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.20.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.20.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.20.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.20.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.20.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.20.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.21.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.21.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.21.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.21.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.21.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.21.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.21.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.21.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.22.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.22.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.22.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.22.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.22.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.22.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.22.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.22.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.23.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.23.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.23.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.23.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.23.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.23.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.23.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.23.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.24.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.24.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.24.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.24.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.24.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.24.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.24.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.24.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.25.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.25.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.25.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.25.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.25.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.25.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.25.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.25.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.26.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.26.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.26.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.26.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.26.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.26.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.26.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.26.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.27.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.27.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.27.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.27.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.27.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.27.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.27.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.27.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.28.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.28.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.28.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.28.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.28.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.28.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.28.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.28.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.29.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.29.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.29.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.29.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.29.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.29.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.29.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.29.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.3.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.3.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.3.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.3.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.3.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.3.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.3.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.3.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.30.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.30.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.30.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.30.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.30.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.30.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.30.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.30.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_bias	clip_g	F32	3840	o
-conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_weight	clip_g	F32	3840,1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.attn.out_proj.bias	clip_g	F32	1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.attn.out_proj.weight	clip_g	F32	1280,1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.ln_1.bias	clip_g	F32	1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.ln_1.weight	clip_g	F32	1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.ln_2.bias	clip_g	F32	1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.ln_2.weight	clip_g	F32	1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_fc.bias	clip_g	F32	5120	o
-conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_fc.weight	clip_g	F32	5120,1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_proj.bias	clip_g	F32	1280	o
-conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_proj.weight	clip_g	F32	1280,5120	o
-conditioner.embedders.1.model.transformer.resblocks.4.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.4.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.4.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.4.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.4.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.4.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.4.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.4.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.5.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.5.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.5.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.5.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.5.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.5.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.5.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.5.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.6.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.6.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.6.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.6.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.6.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.6.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.6.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.6.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.7.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.7.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.7.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.7.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.7.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.7.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.7.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.7.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.8.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.8.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.8.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.8.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.8.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.8.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.8.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.8.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_proj.weight	clip_g	F32	1280,5120	
-conditioner.embedders.1.model.transformer.resblocks.9.attn.in_proj_bias	clip_g	F32	3840	
-conditioner.embedders.1.model.transformer.resblocks.9.attn.in_proj_weight	clip_g	F32	3840,1280	
-conditioner.embedders.1.model.transformer.resblocks.9.attn.out_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.9.attn.out_proj.weight	clip_g	F32	1280,1280	
-conditioner.embedders.1.model.transformer.resblocks.9.ln_1.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.9.ln_1.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.9.ln_2.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.9.ln_2.weight	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_fc.bias	clip_g	F32	5120	
-conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_fc.weight	clip_g	F32	5120,1280	
-conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias	clip_g	F32	1280	
-conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.weight	clip_g	F32	1280,5120	
-edm_vpred.sigma_max	unet	F32		o
-edm_vpred.sigma_min	unet	F32		o
-first_stage_model.decoder.conv_in.bias	vae	F32	512	
-first_stage_model.decoder.conv_in.weight	vae	F32	512,4,3,3	
-first_stage_model.decoder.conv_out.bias	vae	F32	3	
-first_stage_model.decoder.conv_out.weight	vae	F32	3,128,3,3	
-first_stage_model.decoder.mid.attn_1.k.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.attn_1.norm.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.norm.weight	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.proj_out.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.attn_1.q.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.attn_1.v.bias	vae	F32	512	
-first_stage_model.decoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
-first_stage_model.decoder.mid.block_1.conv1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_1.conv2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_1.norm1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.norm1.weight	vae	F32	512	
-first_stage_model.decoder.mid.block_1.norm2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_1.norm2.weight	vae	F32	512	
-first_stage_model.decoder.mid.block_2.conv1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_2.conv2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.mid.block_2.norm1.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.norm1.weight	vae	F32	512	
-first_stage_model.decoder.mid.block_2.norm2.bias	vae	F32	512	
-first_stage_model.decoder.mid.block_2.norm2.weight	vae	F32	512	
-first_stage_model.decoder.norm_out.bias	vae	F32	128	
-first_stage_model.decoder.norm_out.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.conv1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.conv1.weight	vae	F32	128,256,3,3	
-first_stage_model.decoder.up.0.block.0.conv2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.0.nin_shortcut.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.nin_shortcut.weight	vae	F32	128,256,1,1	
-first_stage_model.decoder.up.0.block.0.norm1.bias	vae	F32	256	
-first_stage_model.decoder.up.0.block.0.norm1.weight	vae	F32	256	
-first_stage_model.decoder.up.0.block.0.norm2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.0.norm2.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.conv1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.1.conv2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.1.norm1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.norm1.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.norm2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.1.norm2.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.conv1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.2.conv2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.decoder.up.0.block.2.norm1.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.norm1.weight	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.norm2.bias	vae	F32	128	
-first_stage_model.decoder.up.0.block.2.norm2.weight	vae	F32	128	
-first_stage_model.decoder.up.1.block.0.conv1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.conv1.weight	vae	F32	256,512,3,3	
-first_stage_model.decoder.up.1.block.0.conv2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.0.nin_shortcut.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.nin_shortcut.weight	vae	F32	256,512,1,1	
-first_stage_model.decoder.up.1.block.0.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.1.block.0.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.1.block.0.norm2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.0.norm2.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.conv1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.conv1.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.1.conv2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.1.norm1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.norm1.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.norm2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.1.norm2.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.conv1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.conv1.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.2.conv2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.1.block.2.norm1.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.norm1.weight	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.norm2.bias	vae	F32	256	
-first_stage_model.decoder.up.1.block.2.norm2.weight	vae	F32	256	
-first_stage_model.decoder.up.1.upsample.conv.bias	vae	F32	256	
-first_stage_model.decoder.up.1.upsample.conv.weight	vae	F32	256,256,3,3	
-first_stage_model.decoder.up.2.block.0.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.0.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.0.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.0.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.1.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.1.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.1.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.2.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.2.block.2.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.2.block.2.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.2.upsample.conv.bias	vae	F32	512	
-first_stage_model.decoder.up.2.upsample.conv.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.0.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.0.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.0.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.0.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.1.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.1.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.1.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.conv1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.2.conv2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.decoder.up.3.block.2.norm1.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.norm1.weight	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.norm2.bias	vae	F32	512	
-first_stage_model.decoder.up.3.block.2.norm2.weight	vae	F32	512	
-first_stage_model.decoder.up.3.upsample.conv.bias	vae	F32	512	
-first_stage_model.decoder.up.3.upsample.conv.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.conv_in.bias	vae	F32	128	
-first_stage_model.encoder.conv_in.weight	vae	F32	128,3,3,3	
-first_stage_model.encoder.conv_out.bias	vae	F32	8	
-first_stage_model.encoder.conv_out.weight	vae	F32	8,512,3,3	
-first_stage_model.encoder.down.0.block.0.conv1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.0.conv2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.0.norm1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.norm1.weight	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.norm2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.0.norm2.weight	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.conv1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.conv1.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.1.conv2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.conv2.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.0.block.1.norm1.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.norm1.weight	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.norm2.bias	vae	F32	128	
-first_stage_model.encoder.down.0.block.1.norm2.weight	vae	F32	128	
-first_stage_model.encoder.down.0.downsample.conv.bias	vae	F32	128	
-first_stage_model.encoder.down.0.downsample.conv.weight	vae	F32	128,128,3,3	
-first_stage_model.encoder.down.1.block.0.conv1.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.conv1.weight	vae	F32	256,128,3,3	
-first_stage_model.encoder.down.1.block.0.conv2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.1.block.0.nin_shortcut.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.nin_shortcut.weight	vae	F32	256,128,1,1	
-first_stage_model.encoder.down.1.block.0.norm1.bias	vae	F32	128	
-first_stage_model.encoder.down.1.block.0.norm1.weight	vae	F32	128	
-first_stage_model.encoder.down.1.block.0.norm2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.0.norm2.weight	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.conv1.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.conv1.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.1.block.1.conv2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.conv2.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.1.block.1.norm1.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.norm1.weight	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.norm2.bias	vae	F32	256	
-first_stage_model.encoder.down.1.block.1.norm2.weight	vae	F32	256	
-first_stage_model.encoder.down.1.downsample.conv.bias	vae	F32	256	
-first_stage_model.encoder.down.1.downsample.conv.weight	vae	F32	256,256,3,3	
-first_stage_model.encoder.down.2.block.0.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.conv1.weight	vae	F32	512,256,3,3	
-first_stage_model.encoder.down.2.block.0.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.2.block.0.nin_shortcut.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.nin_shortcut.weight	vae	F32	512,256,1,1	
-first_stage_model.encoder.down.2.block.0.norm1.bias	vae	F32	256	
-first_stage_model.encoder.down.2.block.0.norm1.weight	vae	F32	256	
-first_stage_model.encoder.down.2.block.0.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.0.norm2.weight	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.2.block.1.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.2.block.1.norm1.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.norm1.weight	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.2.block.1.norm2.weight	vae	F32	512	
-first_stage_model.encoder.down.2.downsample.conv.bias	vae	F32	512	
-first_stage_model.encoder.down.2.downsample.conv.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.0.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.0.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.0.norm1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.norm1.weight	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.0.norm2.weight	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.conv1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.1.conv2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.down.3.block.1.norm1.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.norm1.weight	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.norm2.bias	vae	F32	512	
-first_stage_model.encoder.down.3.block.1.norm2.weight	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.k.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.attn_1.norm.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.norm.weight	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.proj_out.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.attn_1.q.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.attn_1.v.bias	vae	F32	512	
-first_stage_model.encoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
-first_stage_model.encoder.mid.block_1.conv1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_1.conv2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_1.norm1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.norm1.weight	vae	F32	512	
-first_stage_model.encoder.mid.block_1.norm2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_1.norm2.weight	vae	F32	512	
-first_stage_model.encoder.mid.block_2.conv1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_2.conv2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
-first_stage_model.encoder.mid.block_2.norm1.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.norm1.weight	vae	F32	512	
-first_stage_model.encoder.mid.block_2.norm2.bias	vae	F32	512	
-first_stage_model.encoder.mid.block_2.norm2.weight	vae	F32	512	
-first_stage_model.encoder.norm_out.bias	vae	F32	512	
-first_stage_model.encoder.norm_out.weight	vae	F32	512	
-first_stage_model.post_quant_conv.bias	vae	F32	4	
-first_stage_model.post_quant_conv.weight	vae	F32	4,4,1,1	
-first_stage_model.quant_conv.bias	vae	F32	8	
-first_stage_model.quant_conv.weight	vae	F32	8,8,1,1	
-log_one_minus_alphas_cumprod	scheduler	F32	1000	o
-model.diffusion_model.input_blocks.0.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.0.0.weight	unet	F32	320,4,3,3	
-model.diffusion_model.input_blocks.1.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.input_blocks.1.0.in_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.in_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.in_layers.2.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.1.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.input_blocks.1.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.2.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.input_blocks.2.0.in_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.in_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.in_layers.2.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.2.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.input_blocks.2.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.3.0.op.bias	unet	F32	320	
-model.diffusion_model.input_blocks.3.0.op.weight	unet	F32	320,320,3,3	
-model.diffusion_model.input_blocks.4.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.input_blocks.4.0.in_layers.0.bias	unet	F32	320	
-model.diffusion_model.input_blocks.4.0.in_layers.0.weight	unet	F32	320	
-model.diffusion_model.input_blocks.4.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.in_layers.2.weight	unet	F32	640,320,3,3	
-model.diffusion_model.input_blocks.4.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.4.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.0.skip_connection.weight	unet	F32	640,320,1,1	
-model.diffusion_model.input_blocks.4.1.norm.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.norm.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.proj_in.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.proj_out.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm1.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm2.weight	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm3.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.input_blocks.5.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.in_layers.2.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.5.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.5.1.norm.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.norm.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.proj_in.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.proj_out.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm1.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm1.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm2.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm2.weight	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm3.bias	unet	F32	640	
-model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm3.weight	unet	F32	640	
-model.diffusion_model.input_blocks.6.0.op.bias	unet	F32	640	
-model.diffusion_model.input_blocks.6.0.op.weight	unet	F32	640,640,3,3	
-model.diffusion_model.input_blocks.7.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.input_blocks.7.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.input_blocks.7.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.in_layers.2.weight	unet	F32	1280,640,3,3	
-model.diffusion_model.input_blocks.7.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.7.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.0.skip_connection.weight	unet	F32	1280,640,1,1	
-model.diffusion_model.input_blocks.7.1.norm.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.norm.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.proj_in.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.proj_out.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.8.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.input_blocks.8.1.norm.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.norm.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.proj_in.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.proj_out.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
-model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
-model.diffusion_model.label_emb.0.0.bias	unet	F32	1280	
-model.diffusion_model.label_emb.0.0.weight	unet	F32	1280,2816	
-model.diffusion_model.label_emb.0.2.bias	unet	F32	1280	
-model.diffusion_model.label_emb.0.2.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.middle_block.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.middle_block.1.norm.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.norm.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.proj_in.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.proj_out.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.middle_block.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
-model.diffusion_model.middle_block.2.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.middle_block.2.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.2.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.in_layers.2.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.middle_block.2.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.middle_block.2.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.middle_block.2.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.out.0.bias	unet	F32	320	
-model.diffusion_model.out.0.weight	unet	F32	320	
-model.diffusion_model.out.2.bias	unet	F32	4	
-model.diffusion_model.out.2.weight	unet	F32	4,320,3,3	
-model.diffusion_model.output_blocks.0.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.0.in_layers.0.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.0.0.in_layers.0.weight	unet	F32	2560	
-model.diffusion_model.output_blocks.0.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
-model.diffusion_model.output_blocks.0.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.0.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.0.skip_connection.weight	unet	F32	1280,2560,1,1	
-model.diffusion_model.output_blocks.0.1.norm.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.norm.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.proj_in.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.proj_out.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.0.in_layers.0.bias	unet	F32	2560	
-model.diffusion_model.output_blocks.1.0.in_layers.0.weight	unet	F32	2560	
-model.diffusion_model.output_blocks.1.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
-model.diffusion_model.output_blocks.1.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.1.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.0.skip_connection.weight	unet	F32	1280,2560,1,1	
-model.diffusion_model.output_blocks.1.1.norm.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.norm.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.proj_in.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.proj_out.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.emb_layers.1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.emb_layers.1.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.0.in_layers.0.bias	unet	F32	1920	
-model.diffusion_model.output_blocks.2.0.in_layers.0.weight	unet	F32	1920	
-model.diffusion_model.output_blocks.2.0.in_layers.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.in_layers.2.weight	unet	F32	1280,1920,3,3	
-model.diffusion_model.output_blocks.2.0.out_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.out_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.out_layers.3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.2.0.skip_connection.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.0.skip_connection.weight	unet	F32	1280,1920,1,1	
-model.diffusion_model.output_blocks.2.1.norm.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.norm.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.proj_in.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.proj_in.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.proj_out.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.proj_out.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.2.2.conv.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.2.2.conv.weight	unet	F32	1280,1280,3,3	
-model.diffusion_model.output_blocks.3.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.output_blocks.3.0.in_layers.0.bias	unet	F32	1920	
-model.diffusion_model.output_blocks.3.0.in_layers.0.weight	unet	F32	1920	
-model.diffusion_model.output_blocks.3.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.0.in_layers.2.weight	unet	F32	640,1920,3,3	
-model.diffusion_model.output_blocks.3.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.3.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.3.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.0.skip_connection.weight	unet	F32	640,1920,1,1	
-model.diffusion_model.output_blocks.3.1.norm.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.norm.weight	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.proj_in.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.proj_out.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.output_blocks.4.0.in_layers.0.bias	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.in_layers.0.weight	unet	F32	1280	
-model.diffusion_model.output_blocks.4.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.0.in_layers.2.weight	unet	F32	640,1280,3,3	
-model.diffusion_model.output_blocks.4.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.4.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.0.skip_connection.weight	unet	F32	640,1280,1,1	
-model.diffusion_model.output_blocks.4.1.norm.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.norm.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.proj_in.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.proj_out.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.0.emb_layers.1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.0.emb_layers.1.weight	unet	F32	640,1280	
-model.diffusion_model.output_blocks.5.0.in_layers.0.bias	unet	F32	960	
-model.diffusion_model.output_blocks.5.0.in_layers.0.weight	unet	F32	960	
-model.diffusion_model.output_blocks.5.0.in_layers.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.0.in_layers.2.weight	unet	F32	640,960,3,3	
-model.diffusion_model.output_blocks.5.0.out_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.0.out_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.0.out_layers.3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.0.out_layers.3.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.5.0.skip_connection.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.0.skip_connection.weight	unet	F32	640,960,1,1	
-model.diffusion_model.output_blocks.5.1.norm.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.norm.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.proj_in.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.proj_in.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.proj_out.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.proj_out.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm1.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm1.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm2.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm2.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm3.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm3.weight	unet	F32	640	
-model.diffusion_model.output_blocks.5.2.conv.bias	unet	F32	640	
-model.diffusion_model.output_blocks.5.2.conv.weight	unet	F32	640,640,3,3	
-model.diffusion_model.output_blocks.6.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.6.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.6.0.in_layers.0.bias	unet	F32	960	
-model.diffusion_model.output_blocks.6.0.in_layers.0.weight	unet	F32	960	
-model.diffusion_model.output_blocks.6.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.6.0.in_layers.2.weight	unet	F32	320,960,3,3	
-model.diffusion_model.output_blocks.6.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.6.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.output_blocks.6.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.6.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.output_blocks.6.0.skip_connection.bias	unet	F32	320	
-model.diffusion_model.output_blocks.6.0.skip_connection.weight	unet	F32	320,960,1,1	
-model.diffusion_model.output_blocks.7.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.7.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.7.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.7.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.7.0.in_layers.2.weight	unet	F32	320,640,3,3	
-model.diffusion_model.output_blocks.7.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.7.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.output_blocks.7.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.7.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.output_blocks.7.0.skip_connection.bias	unet	F32	320	
-model.diffusion_model.output_blocks.7.0.skip_connection.weight	unet	F32	320,640,1,1	
-model.diffusion_model.output_blocks.8.0.emb_layers.1.bias	unet	F32	320	
-model.diffusion_model.output_blocks.8.0.emb_layers.1.weight	unet	F32	320,1280	
-model.diffusion_model.output_blocks.8.0.in_layers.0.bias	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.in_layers.0.weight	unet	F32	640	
-model.diffusion_model.output_blocks.8.0.in_layers.2.bias	unet	F32	320	
-model.diffusion_model.output_blocks.8.0.in_layers.2.weight	unet	F32	320,640,3,3	
-model.diffusion_model.output_blocks.8.0.out_layers.0.bias	unet	F32	320	
-model.diffusion_model.output_blocks.8.0.out_layers.0.weight	unet	F32	320	
-model.diffusion_model.output_blocks.8.0.out_layers.3.bias	unet	F32	320	
-model.diffusion_model.output_blocks.8.0.out_layers.3.weight	unet	F32	320,320,3,3	
-model.diffusion_model.output_blocks.8.0.skip_connection.bias	unet	F32	320	
-model.diffusion_model.output_blocks.8.0.skip_connection.weight	unet	F32	320,640,1,1	
-model.diffusion_model.time_embed.0.bias	unet	F32	1280	
-model.diffusion_model.time_embed.0.weight	unet	F32	1280,320	
-model.diffusion_model.time_embed.2.bias	unet	F32	1280	
-model.diffusion_model.time_embed.2.weight	unet	F32	1280,1280	
-posterior_log_variance_clipped	scheduler	F32	1000	o
-posterior_mean_coef1	scheduler	F32	1000	o
-posterior_mean_coef2	scheduler	F32	1000	o
-posterior_variance	scheduler	F32	1000	o
-sqrt_alphas_cumprod	scheduler	F32	1000	o
-sqrt_one_minus_alphas_cumprod	scheduler	F32	1000	o
-sqrt_recip_alphas_cumprod	scheduler	F32	1000	o
-sqrt_recipm1_alphas_cumprod	scheduler	F32	1000	o
-v_pred	unet	I64	0	o
-ztsnr	unet	I64	0	o
-"""#
+    alphas_cumprod	scheduler	F32	1000	o
+    alphas_cumprod_prev	scheduler	F32	1000	o
+    betas	scheduler	F32	1000	o
+    conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight	clip_l	F32	77,768	
+    conditioner.embedders.0.transformer.text_model.embeddings.position_ids	clip_l	I64	1,77	o
+    conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight	clip_l	F32	49408,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.0.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.1.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.10.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm1.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm1.weight	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm2.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.layer_norm2.weight	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc1.bias	clip_l	F32	3072	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc1.weight	clip_l	F32	3072,768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc2.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc2.weight	clip_l	F32	768,3072	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.k_proj.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.k_proj.weight	clip_l	F32	768,768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.out_proj.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.out_proj.weight	clip_l	F32	768,768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.q_proj.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.q_proj.weight	clip_l	F32	768,768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.v_proj.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.11.self_attn.v_proj.weight	clip_l	F32	768,768	o
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.2.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.3.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.4.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.5.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.6.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.7.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.8.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm1.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm1.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.layer_norm2.weight	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc1.bias	clip_l	F32	3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc1.weight	clip_l	F32	3072,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc2.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.mlp.fc2.weight	clip_l	F32	768,3072	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.k_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.k_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.out_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.out_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.q_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.q_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.v_proj.bias	clip_l	F32	768	
+    conditioner.embedders.0.transformer.text_model.encoder.layers.9.self_attn.v_proj.weight	clip_l	F32	768,768	
+    conditioner.embedders.0.transformer.text_model.final_layer_norm.bias	clip_l	F32	768	o
+    conditioner.embedders.0.transformer.text_model.final_layer_norm.weight	clip_l	F32	768	o
+    conditioner.embedders.1.model.ln_final.bias	clip_g	F32	1280	o
+    conditioner.embedders.1.model.ln_final.weight	clip_g	F32	1280	o
+    conditioner.embedders.1.model.logit_scale	clip_g	F32		o
+    conditioner.embedders.1.model.positional_embedding	clip_g	F32	77,1280	
+    conditioner.embedders.1.model.text_projection	clip_g	F32	1280,1280	o
+    conditioner.embedders.1.model.token_embedding.weight	clip_g	F32	49408,1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.0.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.1.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.1.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.10.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.10.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.10.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.11.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.11.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.11.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.12.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.12.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.12.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.13.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.13.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.13.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.14.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.14.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.14.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.15.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.15.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.15.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.16.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.16.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.16.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.17.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.17.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.17.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.18.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.18.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.18.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.19.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.19.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.19.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.2.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.2.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.2.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.20.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.20.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.20.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.21.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.21.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.21.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.22.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.22.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.22.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.23.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.23.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.23.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.24.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.24.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.24.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.25.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.25.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.25.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.26.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.26.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.26.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.27.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.27.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.27.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.28.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.28.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.28.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.29.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.29.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.29.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.3.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.3.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.3.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.30.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.30.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.30.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_bias	clip_g	F32	3840	o
+    conditioner.embedders.1.model.transformer.resblocks.31.attn.in_proj_weight	clip_g	F32	3840,1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.attn.out_proj.bias	clip_g	F32	1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.attn.out_proj.weight	clip_g	F32	1280,1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.ln_1.bias	clip_g	F32	1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.ln_1.weight	clip_g	F32	1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.ln_2.bias	clip_g	F32	1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.ln_2.weight	clip_g	F32	1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_fc.bias	clip_g	F32	5120	o
+    conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_fc.weight	clip_g	F32	5120,1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_proj.bias	clip_g	F32	1280	o
+    conditioner.embedders.1.model.transformer.resblocks.31.mlp.c_proj.weight	clip_g	F32	1280,5120	o
+    conditioner.embedders.1.model.transformer.resblocks.4.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.4.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.4.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.5.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.5.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.5.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.6.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.6.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.6.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.7.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.7.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.7.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.8.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.8.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.8.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    conditioner.embedders.1.model.transformer.resblocks.9.attn.in_proj_bias	clip_g	F32	3840	
+    conditioner.embedders.1.model.transformer.resblocks.9.attn.in_proj_weight	clip_g	F32	3840,1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.attn.out_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.attn.out_proj.weight	clip_g	F32	1280,1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.ln_1.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.ln_1.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.ln_2.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.ln_2.weight	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_fc.bias	clip_g	F32	5120	
+    conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_fc.weight	clip_g	F32	5120,1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias	clip_g	F32	1280	
+    conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.weight	clip_g	F32	1280,5120	
+    edm_vpred.sigma_max	unet	F32		o
+    edm_vpred.sigma_min	unet	F32		o
+    first_stage_model.decoder.conv_in.bias	vae	F32	512	
+    first_stage_model.decoder.conv_in.weight	vae	F32	512,4,3,3	
+    first_stage_model.decoder.conv_out.bias	vae	F32	3	
+    first_stage_model.decoder.conv_out.weight	vae	F32	3,128,3,3	
+    first_stage_model.decoder.mid.attn_1.k.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.attn_1.norm.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.norm.weight	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.proj_out.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.attn_1.q.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.attn_1.v.bias	vae	F32	512	
+    first_stage_model.decoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
+    first_stage_model.decoder.mid.block_1.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_1.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_1.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_1.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_2.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.mid.block_2.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.mid.block_2.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.norm_out.bias	vae	F32	128	
+    first_stage_model.decoder.norm_out.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.conv1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.conv1.weight	vae	F32	128,256,3,3	
+    first_stage_model.decoder.up.0.block.0.conv2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.0.nin_shortcut.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.nin_shortcut.weight	vae	F32	128,256,1,1	
+    first_stage_model.decoder.up.0.block.0.norm1.bias	vae	F32	256	
+    first_stage_model.decoder.up.0.block.0.norm1.weight	vae	F32	256	
+    first_stage_model.decoder.up.0.block.0.norm2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.0.norm2.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.conv1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.1.conv2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.1.norm1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.norm1.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.norm2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.1.norm2.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.conv1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.2.conv2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.decoder.up.0.block.2.norm1.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.norm1.weight	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.norm2.bias	vae	F32	128	
+    first_stage_model.decoder.up.0.block.2.norm2.weight	vae	F32	128	
+    first_stage_model.decoder.up.1.block.0.conv1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.conv1.weight	vae	F32	256,512,3,3	
+    first_stage_model.decoder.up.1.block.0.conv2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.0.nin_shortcut.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.nin_shortcut.weight	vae	F32	256,512,1,1	
+    first_stage_model.decoder.up.1.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.1.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.1.block.0.norm2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.0.norm2.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.conv1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.conv1.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.1.conv2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.1.norm1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.norm1.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.norm2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.1.norm2.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.conv1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.conv1.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.2.conv2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.1.block.2.norm1.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.norm1.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.norm2.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.block.2.norm2.weight	vae	F32	256	
+    first_stage_model.decoder.up.1.upsample.conv.bias	vae	F32	256	
+    first_stage_model.decoder.up.1.upsample.conv.weight	vae	F32	256,256,3,3	
+    first_stage_model.decoder.up.2.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.2.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.2.block.2.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.block.2.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.2.upsample.conv.bias	vae	F32	512	
+    first_stage_model.decoder.up.2.upsample.conv.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.conv1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.2.conv2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.decoder.up.3.block.2.norm1.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.norm1.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.norm2.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.block.2.norm2.weight	vae	F32	512	
+    first_stage_model.decoder.up.3.upsample.conv.bias	vae	F32	512	
+    first_stage_model.decoder.up.3.upsample.conv.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.conv_in.bias	vae	F32	128	
+    first_stage_model.encoder.conv_in.weight	vae	F32	128,3,3,3	
+    first_stage_model.encoder.conv_out.bias	vae	F32	8	
+    first_stage_model.encoder.conv_out.weight	vae	F32	8,512,3,3	
+    first_stage_model.encoder.down.0.block.0.conv1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.0.conv2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.0.norm1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.norm1.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.norm2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.0.norm2.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.conv1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.conv1.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.1.conv2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.conv2.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.0.block.1.norm1.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.norm1.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.norm2.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.block.1.norm2.weight	vae	F32	128	
+    first_stage_model.encoder.down.0.downsample.conv.bias	vae	F32	128	
+    first_stage_model.encoder.down.0.downsample.conv.weight	vae	F32	128,128,3,3	
+    first_stage_model.encoder.down.1.block.0.conv1.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.conv1.weight	vae	F32	256,128,3,3	
+    first_stage_model.encoder.down.1.block.0.conv2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.1.block.0.nin_shortcut.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.nin_shortcut.weight	vae	F32	256,128,1,1	
+    first_stage_model.encoder.down.1.block.0.norm1.bias	vae	F32	128	
+    first_stage_model.encoder.down.1.block.0.norm1.weight	vae	F32	128	
+    first_stage_model.encoder.down.1.block.0.norm2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.0.norm2.weight	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.conv1.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.conv1.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.1.block.1.conv2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.conv2.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.1.block.1.norm1.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.norm1.weight	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.norm2.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.block.1.norm2.weight	vae	F32	256	
+    first_stage_model.encoder.down.1.downsample.conv.bias	vae	F32	256	
+    first_stage_model.encoder.down.1.downsample.conv.weight	vae	F32	256,256,3,3	
+    first_stage_model.encoder.down.2.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.conv1.weight	vae	F32	512,256,3,3	
+    first_stage_model.encoder.down.2.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.2.block.0.nin_shortcut.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.nin_shortcut.weight	vae	F32	512,256,1,1	
+    first_stage_model.encoder.down.2.block.0.norm1.bias	vae	F32	256	
+    first_stage_model.encoder.down.2.block.0.norm1.weight	vae	F32	256	
+    first_stage_model.encoder.down.2.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.2.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.2.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.down.2.downsample.conv.bias	vae	F32	512	
+    first_stage_model.encoder.down.2.downsample.conv.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.0.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.0.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.0.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.0.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.1.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.down.3.block.1.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.down.3.block.1.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.k.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.k.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.attn_1.norm.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.norm.weight	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.proj_out.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.proj_out.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.attn_1.q.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.q.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.attn_1.v.bias	vae	F32	512	
+    first_stage_model.encoder.mid.attn_1.v.weight	vae	F32	512,512,1,1	
+    first_stage_model.encoder.mid.block_1.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_1.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_1.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_1.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.conv1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.conv1.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_2.conv2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.conv2.weight	vae	F32	512,512,3,3	
+    first_stage_model.encoder.mid.block_2.norm1.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.norm1.weight	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.norm2.bias	vae	F32	512	
+    first_stage_model.encoder.mid.block_2.norm2.weight	vae	F32	512	
+    first_stage_model.encoder.norm_out.bias	vae	F32	512	
+    first_stage_model.encoder.norm_out.weight	vae	F32	512	
+    first_stage_model.post_quant_conv.bias	vae	F32	4	
+    first_stage_model.post_quant_conv.weight	vae	F32	4,4,1,1	
+    first_stage_model.quant_conv.bias	vae	F32	8	
+    first_stage_model.quant_conv.weight	vae	F32	8,8,1,1	
+    log_one_minus_alphas_cumprod	scheduler	F32	1000	o
+    model.diffusion_model.input_blocks.0.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.0.0.weight	unet	F32	320,4,3,3	
+    model.diffusion_model.input_blocks.1.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.input_blocks.1.0.in_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.in_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.in_layers.2.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.1.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.1.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.2.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.input_blocks.2.0.in_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.in_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.in_layers.2.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.2.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.2.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.3.0.op.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.3.0.op.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.input_blocks.4.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.input_blocks.4.0.in_layers.0.bias	unet	F32	320	
+    model.diffusion_model.input_blocks.4.0.in_layers.0.weight	unet	F32	320	
+    model.diffusion_model.input_blocks.4.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.in_layers.2.weight	unet	F32	640,320,3,3	
+    model.diffusion_model.input_blocks.4.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.4.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.0.skip_connection.weight	unet	F32	640,320,1,1	
+    model.diffusion_model.input_blocks.4.1.norm.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.norm.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.proj_in.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.proj_out.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm1.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm2.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.4.1.transformer_blocks.1.norm3.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.input_blocks.5.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.in_layers.2.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.5.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.5.1.norm.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.norm.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.proj_in.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.proj_out.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm1.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm1.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm2.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm2.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm3.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.5.1.transformer_blocks.1.norm3.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.6.0.op.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.6.0.op.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.input_blocks.7.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.input_blocks.7.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.input_blocks.7.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.in_layers.2.weight	unet	F32	1280,640,3,3	
+    model.diffusion_model.input_blocks.7.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.7.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.0.skip_connection.weight	unet	F32	1280,640,1,1	
+    model.diffusion_model.input_blocks.7.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.proj_in.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.proj_out.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.7.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.8.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.input_blocks.8.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.proj_in.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.proj_out.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
+    model.diffusion_model.input_blocks.8.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
+    model.diffusion_model.label_emb.0.0.bias	unet	F32	1280	
+    model.diffusion_model.label_emb.0.0.weight	unet	F32	1280,2816	
+    model.diffusion_model.label_emb.0.2.bias	unet	F32	1280	
+    model.diffusion_model.label_emb.0.2.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.middle_block.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.middle_block.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.proj_in.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.proj_out.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.2.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.middle_block.2.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.2.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.in_layers.2.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.middle_block.2.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.middle_block.2.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.middle_block.2.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.out.0.bias	unet	F32	320	
+    model.diffusion_model.out.0.weight	unet	F32	320	
+    model.diffusion_model.out.2.bias	unet	F32	4	
+    model.diffusion_model.out.2.weight	unet	F32	4,320,3,3	
+    model.diffusion_model.output_blocks.0.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.0.in_layers.0.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.0.0.in_layers.0.weight	unet	F32	2560	
+    model.diffusion_model.output_blocks.0.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
+    model.diffusion_model.output_blocks.0.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.0.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.0.skip_connection.weight	unet	F32	1280,2560,1,1	
+    model.diffusion_model.output_blocks.0.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.proj_in.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.proj_out.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.0.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.0.in_layers.0.bias	unet	F32	2560	
+    model.diffusion_model.output_blocks.1.0.in_layers.0.weight	unet	F32	2560	
+    model.diffusion_model.output_blocks.1.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.in_layers.2.weight	unet	F32	1280,2560,3,3	
+    model.diffusion_model.output_blocks.1.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.1.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.0.skip_connection.weight	unet	F32	1280,2560,1,1	
+    model.diffusion_model.output_blocks.1.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.proj_in.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.proj_out.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.1.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.emb_layers.1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.emb_layers.1.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.0.in_layers.0.bias	unet	F32	1920	
+    model.diffusion_model.output_blocks.2.0.in_layers.0.weight	unet	F32	1920	
+    model.diffusion_model.output_blocks.2.0.in_layers.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.in_layers.2.weight	unet	F32	1280,1920,3,3	
+    model.diffusion_model.output_blocks.2.0.out_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.out_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.out_layers.3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.out_layers.3.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.2.0.skip_connection.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.0.skip_connection.weight	unet	F32	1280,1920,1,1	
+    model.diffusion_model.output_blocks.2.1.norm.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.norm.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.proj_in.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.proj_in.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.proj_out.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.proj_out.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.0.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.1.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.2.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.3.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.4.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.5.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.6.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.7.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.8.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_k.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn1.to_v.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_k.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_out.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_out.0.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_q.weight	unet	F32	1280,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.attn2.to_v.weight	unet	F32	1280,2048	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.0.proj.bias	unet	F32	10240	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.0.proj.weight	unet	F32	10240,1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.ff.net.2.weight	unet	F32	1280,5120	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm1.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm1.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm2.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm2.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm3.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.1.transformer_blocks.9.norm3.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.2.conv.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.2.2.conv.weight	unet	F32	1280,1280,3,3	
+    model.diffusion_model.output_blocks.3.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.output_blocks.3.0.in_layers.0.bias	unet	F32	1920	
+    model.diffusion_model.output_blocks.3.0.in_layers.0.weight	unet	F32	1920	
+    model.diffusion_model.output_blocks.3.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.0.in_layers.2.weight	unet	F32	640,1920,3,3	
+    model.diffusion_model.output_blocks.3.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.3.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.3.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.0.skip_connection.weight	unet	F32	640,1920,1,1	
+    model.diffusion_model.output_blocks.3.1.norm.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.norm.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.proj_in.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.proj_out.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.3.1.transformer_blocks.1.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.output_blocks.4.0.in_layers.0.bias	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.in_layers.0.weight	unet	F32	1280	
+    model.diffusion_model.output_blocks.4.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.0.in_layers.2.weight	unet	F32	640,1280,3,3	
+    model.diffusion_model.output_blocks.4.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.4.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.0.skip_connection.weight	unet	F32	640,1280,1,1	
+    model.diffusion_model.output_blocks.4.1.norm.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.norm.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.proj_in.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.proj_out.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.4.1.transformer_blocks.1.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.0.emb_layers.1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.0.emb_layers.1.weight	unet	F32	640,1280	
+    model.diffusion_model.output_blocks.5.0.in_layers.0.bias	unet	F32	960	
+    model.diffusion_model.output_blocks.5.0.in_layers.0.weight	unet	F32	960	
+    model.diffusion_model.output_blocks.5.0.in_layers.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.0.in_layers.2.weight	unet	F32	640,960,3,3	
+    model.diffusion_model.output_blocks.5.0.out_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.0.out_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.0.out_layers.3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.0.out_layers.3.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.5.0.skip_connection.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.0.skip_connection.weight	unet	F32	640,960,1,1	
+    model.diffusion_model.output_blocks.5.1.norm.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.norm.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.proj_in.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.proj_in.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.proj_out.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.proj_out.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.0.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_k.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn1.to_v.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_k.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_out.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_out.0.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_q.weight	unet	F32	640,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.attn2.to_v.weight	unet	F32	640,2048	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.0.proj.bias	unet	F32	5120	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.0.proj.weight	unet	F32	5120,640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.ff.net.2.weight	unet	F32	640,2560	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm1.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm1.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm2.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm2.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm3.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.1.transformer_blocks.1.norm3.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.5.2.conv.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.5.2.conv.weight	unet	F32	640,640,3,3	
+    model.diffusion_model.output_blocks.6.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.6.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.6.0.in_layers.0.bias	unet	F32	960	
+    model.diffusion_model.output_blocks.6.0.in_layers.0.weight	unet	F32	960	
+    model.diffusion_model.output_blocks.6.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.6.0.in_layers.2.weight	unet	F32	320,960,3,3	
+    model.diffusion_model.output_blocks.6.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.6.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.6.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.6.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.output_blocks.6.0.skip_connection.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.6.0.skip_connection.weight	unet	F32	320,960,1,1	
+    model.diffusion_model.output_blocks.7.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.7.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.7.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.7.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.7.0.in_layers.2.weight	unet	F32	320,640,3,3	
+    model.diffusion_model.output_blocks.7.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.7.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.7.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.7.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.output_blocks.7.0.skip_connection.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.7.0.skip_connection.weight	unet	F32	320,640,1,1	
+    model.diffusion_model.output_blocks.8.0.emb_layers.1.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.8.0.emb_layers.1.weight	unet	F32	320,1280	
+    model.diffusion_model.output_blocks.8.0.in_layers.0.bias	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.in_layers.0.weight	unet	F32	640	
+    model.diffusion_model.output_blocks.8.0.in_layers.2.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.8.0.in_layers.2.weight	unet	F32	320,640,3,3	
+    model.diffusion_model.output_blocks.8.0.out_layers.0.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.8.0.out_layers.0.weight	unet	F32	320	
+    model.diffusion_model.output_blocks.8.0.out_layers.3.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.8.0.out_layers.3.weight	unet	F32	320,320,3,3	
+    model.diffusion_model.output_blocks.8.0.skip_connection.bias	unet	F32	320	
+    model.diffusion_model.output_blocks.8.0.skip_connection.weight	unet	F32	320,640,1,1	
+    model.diffusion_model.time_embed.0.bias	unet	F32	1280	
+    model.diffusion_model.time_embed.0.weight	unet	F32	1280,320	
+    model.diffusion_model.time_embed.2.bias	unet	F32	1280	
+    model.diffusion_model.time_embed.2.weight	unet	F32	1280,1280	
+    posterior_log_variance_clipped	scheduler	F32	1000	o
+    posterior_mean_coef1	scheduler	F32	1000	o
+    posterior_mean_coef2	scheduler	F32	1000	o
+    posterior_variance	scheduler	F32	1000	o
+    sqrt_alphas_cumprod	scheduler	F32	1000	o
+    sqrt_one_minus_alphas_cumprod	scheduler	F32	1000	o
+    sqrt_recip_alphas_cumprod	scheduler	F32	1000	o
+    sqrt_recipm1_alphas_cumprod	scheduler	F32	1000	o
+    v_pred	unet	I64	0	o
+    ztsnr	unet	I64	0	o
+    """#
 
 }

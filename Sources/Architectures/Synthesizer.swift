@@ -103,7 +103,8 @@ public struct Synthesizer: Sendable {
     return try writeModel(index, specs: try specs(), folder: folder, progress: nil)
   }
 
-  private func writeModel(_ index: Int, specs: [TensorSpec], folder: String, progress: (@Sendable (Int, Int, Int) -> Void)?) throws
+  private func writeModel(_ index: Int, specs: [TensorSpec], folder: String, progress: (@Sendable (Int, Int, Int) -> Void)?)
+    throws
     -> Output
   {
     let meta = [

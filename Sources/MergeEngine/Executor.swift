@@ -261,7 +261,8 @@ struct TensorRun<T: ComputeScalar> {
     rows = info.shape.count >= 2 ? info.shape[0] : 1
     rowLength = rows > 0 ? max(1, count / max(rows, 1)) : 1
     kernels = program.steps.map { step in
-      TensorRun.makeKernel(step.method, key: info.name, operands: step.operands.count, hasBase: step.base != nil, elementCount: count)
+      TensorRun.makeKernel(
+        step.method, key: info.name, operands: step.operands.count, hasBase: step.base != nil, elementCount: count)
     }
     let whole = kernels.contains { $0.wholeTensor }
     groupRows = whole ? max(rows, 1) : max(1, Engine.groupElements / rowLength)
@@ -274,7 +275,8 @@ struct TensorRun<T: ComputeScalar> {
     switch m {
     case .linear(let form): return .linear(LinearKernel<T>(form: form))
     case .gram(let solver): return .gram(GramKernel<T>(solver: solver, key: key, count: operands, hasBase: hasBase))
-    case .task(let config): return .task(TaskMergeKernel<T>(config: config, key: key, models: operands, elementCount: elementCount))
+    case .task(let config):
+      return .task(TaskMergeKernel<T>(config: config, key: key, models: operands, elementCount: elementCount))
     }
   }
 
@@ -337,7 +339,8 @@ struct TensorRun<T: ComputeScalar> {
             var off = 0
             while off < grp.count {
               let part = Group(
-                index: grp.index, elementStart: grp.elementStart + off, count: min(slice, grp.count - off), rowStart: grp.rowStart,
+                index: grp.index, elementStart: grp.elementStart + off, count: min(slice, grp.count - off),
+                rowStart: grp.rowStart,
                 rowLength: slice == grp.count ? grp.rowLength : 1)
               let result = run.evaluate(part, upTo: run.kernels.count, scratch: scratch)
               T.encode(result, count: part.count, as: run.info.dtype, into: out + (part.elementStart - firstElement) * outSize)

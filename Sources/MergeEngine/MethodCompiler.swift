@@ -57,7 +57,8 @@ enum MethodCompiler {
     case .sumTwice: return .linear(.sumTwice(try num("alpha"), try num("beta")))
     case .slerp: return .gram(.slerp(t: try num("t"), interpolateNorms: opt("norms") == "interpolate"))
     case .multislerp:
-      return .gram(.multislerp(weights: try weights(default: 1), normalize: opt("normalize_weights") == "true", eps: try num("eps")))
+      return .gram(
+        .multislerp(weights: try weights(default: 1), normalize: opt("normalize_weights") == "true", eps: try num("eps")))
     case .karcher:
       return .gram(.karcher(weights: try weights(default: 1 / Double(n)), maxIter: Int(try num("max_iter")), tol: try num("tol")))
     case .taskArithmetic:

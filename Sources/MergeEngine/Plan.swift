@@ -286,7 +286,8 @@ struct ProgramBuilder {
   func relabel(_ e: MergeError, step: String) -> MergeError {
     switch e {
     case .missingKey(let m, let k, "merge"): return .missingKey(model: m, key: k, step: step)
-    case .shapeMismatch(let m, let k, let s, let x, "merge"): return .shapeMismatch(model: m, key: k, shape: s, expected: x, step: step)
+    case .shapeMismatch(let m, let k, let s, let x, "merge"):
+      return .shapeMismatch(model: m, key: k, shape: s, expected: x, step: step)
     case .integerTensor(let k, "merge"): return .integerTensor(key: k, step: step)
     default: return e
     }

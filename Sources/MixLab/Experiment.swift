@@ -45,7 +45,8 @@ public struct Experiment: Sendable {
     func visit(_ r: Recipe, _ path: [String]) throws {
       if state[r.name] == 2 { return }
       if state[r.name] == 1 {
-        throw MixLabError.message("\(folder): recipes depend on each other in a cycle: \((path + [r.name]).joined(separator: " → "))")
+        throw MixLabError.message(
+          "\(folder): recipes depend on each other in a cycle: \((path + [r.name]).joined(separator: " → "))")
       }
       state[r.name] = 1
       for dep in r.dependencies {
@@ -53,7 +54,9 @@ public struct Experiment: Sendable {
           let line = r.inputs.first { $0.source == .recipe(name: dep) }?.line ?? 1
           throw RecipeError(
             file: r.file, line: line, column: 1,
-            message: "input uses recipe `\(dep)`, which is not in this experiment (recipes: \(byName.keys.sorted().joined(separator: ", ")))")
+            message:
+              "input uses recipe `\(dep)`, which is not in this experiment (recipes: \(byName.keys.sorted().joined(separator: ", ")))"
+          )
         }
         try visit(d, path + [r.name])
       }

@@ -52,7 +52,8 @@ public enum History {
   public static func find(_ prefix: String, workspace ws: Workspace) throws -> RunRecord {
     let p = prefix.lowercased()
     guard p.count >= 4, p.allSatisfy({ $0.isHexDigit }) else {
-      throw MixLabError.message("`\(prefix)` is not a hash prefix: give at least 4 hex digits of an output SHA-256, run id or commit")
+      throw MixLabError.message(
+        "`\(prefix)` is not a hash prefix: give at least 4 hex digits of an output SHA-256, run id or commit")
     }
     let git = try ws.git()
     var shas = Set(try ws.index().findRuns(prefix: p).map(\.outputSHA256))
@@ -70,11 +71,13 @@ public enum History {
     guard !shas.isEmpty else { throw MixLabError.message("no recorded run matches `\(prefix)` (see `mixlab log`)") }
     guard shas.count == 1 else {
       throw MixLabError.message(
-        "`\(prefix)` matches \(shas.count) outputs (\(shas.sorted().prefix(5).map { String($0.prefix(12)) }.joined(separator: ", "))); give more digits")
+        "`\(prefix)` matches \(shas.count) outputs (\(shas.sorted().prefix(5).map { String($0.prefix(12)) }.joined(separator: ", "))); give more digits"
+      )
     }
     let sha = shas.first!
     guard let data = try git.read(path: "runs/\(sha)/manifest.json") else {
-      throw MixLabError.message("the index names output \(sha) but the provenance repository has no manifest for it; run `mixlab index rebuild`")
+      throw MixLabError.message(
+        "the index names output \(sha) but the provenance repository has no manifest for it; run `mixlab index rebuild`")
     }
     return try RunRecord.decode(data)
   }

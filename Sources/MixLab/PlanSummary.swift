@@ -58,7 +58,9 @@ public struct PlanSummary: Codable, Sendable {
     let blockOrder = BlockMap(architecture: plan.architecture).blockNames
     func rank(_ b: String) -> Int { blockOrder.firstIndex(of: b) ?? blockOrder.count }
     for k in order { rows[k]!.block = compress(blocksOf[k]!.sorted { rank($0) < rank($1) }, order: blockOrder) }
-    let componentOrder = ["clip_l", "clip_g", "clip_h", "unet", "vae", "ema", "scheduler", "embed", "layers", "norm", "lm_head", "lora", "other"]
+    let componentOrder = [
+      "clip_l", "clip_g", "clip_h", "unet", "vae", "ema", "scheduler", "embed", "layers", "norm", "lm_head", "lora", "other",
+    ]
     order.sort { a, b in
       let ra = rows[a]!
       let rb = rows[b]!
@@ -84,7 +86,8 @@ public struct PlanSummary: Codable, Sendable {
     var i = 0
     while i < blocks.count {
       var j = i
-      while j + 1 < blocks.count, let a = order.firstIndex(of: blocks[j]), let b = order.firstIndex(of: blocks[j + 1]), b == a + 1 {
+      while j + 1 < blocks.count, let a = order.firstIndex(of: blocks[j]), let b = order.firstIndex(of: blocks[j + 1]), b == a + 1
+      {
         j += 1
       }
       parts.append(j > i + 1 ? "\(blocks[i])–\(blocks[j])" : j == i + 1 ? "\(blocks[i]), \(blocks[j])" : blocks[i])
@@ -171,7 +174,8 @@ public struct PlanSummary: Codable, Sendable {
       case .sum: parts.append("sum")
       case .mean(let byCount): parts.append(byCount ? "mean by count" : "mean by weight")
       case .geometricMedian(_, let it, _): parts.append("geometric median max_iter=\(it)")
-      case .modelStock(let cons, _, let row): parts.append("model stock \(cons ? "consecutive" : "all pairs")\(row ? " per row" : "")")
+      case .modelStock(let cons, _, let row):
+        parts.append("model stock \(cons ? "consecutive" : "all pairs")\(row ? " per row" : "")")
       }
       if c.weights.contains(where: { $0 != 1 }) { parts.append("w=[\(c.weights.map(fmt).joined(separator: ","))]") }
       if c.lambda != 1 { parts.append("λ=\(fmt(c.lambda))") }
@@ -184,11 +188,14 @@ public struct PlanSummary: Codable, Sendable {
     var lines = ["plan for \(recipe): \(architecture), \(tensors) tensors, output \(Format.bytes(outputBytes))"]
     let cw = max(9, rows.map(\.component.count).max() ?? 0)
     let bw = min(24, max(6, rows.map(\.block.count).max() ?? 0))
-    lines.append("  " + "component".padding(toLength: cw, withPad: " ", startingAt: 0) + "  " + "blocks".padding(toLength: bw, withPad: " ", startingAt: 0) + "  keys  source")
+    lines.append(
+      "  " + "component".padding(toLength: cw, withPad: " ", startingAt: 0) + "  "
+        + "blocks".padding(toLength: bw, withPad: " ", startingAt: 0) + "  keys  source")
     for r in rows {
       let block = r.block.count > bw ? String(r.block.prefix(bw - 1)) + "…" : r.block
       lines.append(
-        "  " + r.component.padding(toLength: cw, withPad: " ", startingAt: 0) + "  " + block.padding(toLength: bw, withPad: " ", startingAt: 0)
+        "  " + r.component.padding(toLength: cw, withPad: " ", startingAt: 0) + "  "
+          + block.padding(toLength: bw, withPad: " ", startingAt: 0)
           + String(r.keys).leftPad(6) + "  " + r.source)
     }
     if !decisions.isEmpty {
@@ -197,7 +204,8 @@ public struct PlanSummary: Codable, Sendable {
       if decisions.count > 20 { lines.append("    … \(decisions.count - 20) more") }
     }
     lines.append(
-      "  estimate: reads \(Format.bytes(inputBytesRead)), peak memory ≈ \(Format.bytes(memoryEstimateBytes)), time ≈ \(Format.seconds(timeEstimateSeconds))")
+      "  estimate: reads \(Format.bytes(inputBytesRead)), peak memory ≈ \(Format.bytes(memoryEstimateBytes)), time ≈ \(Format.seconds(timeEstimateSeconds))"
+    )
     return lines.joined(separator: "\n")
   }
 }

@@ -52,7 +52,8 @@ public enum Report {
       out += "| components | \(comps) |\n"
       out += "| dtype | \(o.dtypes.sorted { $0.key < $1.key }.map { "\($0.key) × \($0.value)" }.joined(separator: ", ")) |\n"
       out += "| size | \(Format.bytes(o.size)) |\n"
-      out += "| time | \(Format.seconds(r.execution.wallSeconds)) (\(r.execution.threads) threads, compute \(r.execution.computeDType)) |\n"
+      out +=
+        "| time | \(Format.seconds(r.execution.wallSeconds)) (\(r.execution.threads) threads, compute \(r.execution.computeDType)) |\n"
       out += "| peak memory | \(Format.bytes(r.execution.peakRSSBytes)) |\n"
       out += "| recipe hash | `\(r.recipeHash)` |\n"
       out += "| run | `\(r.runID)` at \(r.execution.startedAt) |\n"

@@ -41,7 +41,8 @@ public enum Reproduce {
     let recipe = try RecipeParser.parse(record.recipeYAML, file: recipeFile, name: record.recipeName)
     guard recipe.hash == record.recipeHash else {
       throw MixLabError.message(
-        "this mixlab reads the recorded recipe differently (canonical hash \(recipe.hash.prefix(12)) instead of \(record.recipeHash.prefix(12))); it was recorded by mixlab \(record.engine.mixlabVersion), use that version to reproduce it")
+        "this mixlab reads the recorded recipe differently (canonical hash \(recipe.hash.prefix(12)) instead of \(record.recipeHash.prefix(12))); it was recorded by mixlab \(record.engine.mixlabVersion), use that version to reproduce it"
+      )
     }
     let index = try ws.index()
     let cache = HashCache(index: index)
@@ -55,7 +56,8 @@ public enum Reproduce {
       }
       var candidates: [String] = []
       if case .file(let p) = input.source {
-        candidates.append(p.hasPrefix("/") ? p : ((recipeFile as NSString).deletingLastPathComponent + "/" + p as NSString).standardizingPath)
+        candidates.append(
+          p.hasPrefix("/") ? p : ((recipeFile as NSString).deletingLastPathComponent + "/" + p as NSString).standardizingPath)
       }
       if case .synth(let s) = input.source { candidates.append(try runner.materialize(s)) }
       candidates += try index.pathsKnown(forSHA256: rec.sha256).map { $0.hasPrefix("/") ? $0 : ws.root + "/" + $0 }
@@ -72,7 +74,8 @@ public enum Reproduce {
       }
       let seen = ([rec.path] + candidates).uniqued().joined(separator: ", ")
       throw MixLabError.message(
-        "input `\(rec.name)` (sha256 \(rec.sha256)) was not found: last seen at \(seen). Put the file back, or pass --search DIR with a folder that holds it.")
+        "input `\(rec.name)` (sha256 \(rec.sha256)) was not found: last seen at \(seen). Put the file back, or pass --search DIR with a folder that holds it."
+      )
     }
 
     let inputs = try runner.openInputs(recipe, experiment: nil, cache: cache, locate: locate)
@@ -91,7 +94,8 @@ public enum Reproduce {
     }
     let outcome: MergeOutcome
     if let shard = recipe.output.shardBytes {
-      outcome = try Executor.run(plan, inputs: inputs.map(\.checkpoint), to: .sharded(folder: target, maxShardBytes: shard), options: exec)
+      outcome = try Executor.run(
+        plan, inputs: inputs.map(\.checkpoint), to: .sharded(folder: target, maxShardBytes: shard), options: exec)
     } else {
       outcome = try Executor.run(plan, inputs: inputs.map(\.checkpoint), to: .file(target), options: exec)
     }
@@ -105,7 +109,8 @@ public enum Reproduce {
     return Outcome(
       runID: record.runID, expectedSHA256: record.output.sha256, actualSHA256: outcome.sha256,
       identical: outcome.sha256 == record.output.sha256, differingTensors: Array(differing.prefix(50)), onlyInRecord: onlyRecord,
-      onlyInRebuild: onlyRebuild, inputs: found, seconds: Date().timeIntervalSince(started), keptAt: keep ? ws.relative(target) : nil)
+      onlyInRebuild: onlyRebuild, inputs: found, seconds: Date().timeIntervalSince(started),
+      keptAt: keep ? ws.relative(target) : nil)
   }
 
   /// SHA-256 → path for every .safetensors file and sharded folder under `dirs`.
@@ -120,7 +125,9 @@ public enum Reproduce {
       var candidates: [String] = []
       while let item = e.nextObject() as? String {
         if item.hasSuffix(".safetensors") { candidates.append(root + "/" + item) }
-        if item.hasSuffix("model.safetensors.index.json") { candidates.append(root + "/" + (item as NSString).deletingLastPathComponent) }
+        if item.hasSuffix("model.safetensors.index.json") {
+          candidates.append(root + "/" + (item as NSString).deletingLastPathComponent)
+        }
       }
       for c in candidates {
         if let h = try? Runner.hashOutput(c, cache: cache, verify: verify), out[h] == nil { out[h] = c }

@@ -179,7 +179,8 @@ public final class Runner: @unchecked Sendable {
         experiment: exp.name, recipe: recipe.name, artifact: workspace.relative(artifact), outputSHA256: nil, autov2: nil,
         runID: nil, commit: nil, reused: false, seconds: Date().timeIntervalSince(started), peakRSSBytes: nil,
         recipeHash: recipe.hash, plan: summary,
-        note: inputs.contains { !$0.hashed } ? "inputs not hashed yet: NaN/Inf checks and sha256 pins apply on the real run" : nil)
+        note: inputs.contains { !$0.hashed } ? "inputs not hashed yet: NaN/Inf checks and sha256 pins apply on the real run" : nil
+      )
     }
 
     // Merge into place (temporary name, renamed when complete and hashed).
@@ -194,7 +195,8 @@ public final class Runner: @unchecked Sendable {
     if let shard = recipe.output.shardBytes {
       let temp = (artifact as NSString).deletingLastPathComponent + "/.\(recipe.name).mixlab-tmp-\(getpid())"
       try? FileManager.default.removeItem(atPath: temp)
-      outcome = try Executor.run(plan, inputs: inputs.map(\.checkpoint), to: .sharded(folder: temp, maxShardBytes: shard), options: exec)
+      outcome = try Executor.run(
+        plan, inputs: inputs.map(\.checkpoint), to: .sharded(folder: temp, maxShardBytes: shard), options: exec)
       let old = artifact + ".mixlab-old-\(getpid())"
       if FileManager.default.fileExists(atPath: artifact) { try FileManager.default.moveItem(atPath: artifact, toPath: old) }
       try FileManager.default.moveItem(atPath: temp, toPath: artifact)
@@ -209,7 +211,8 @@ public final class Runner: @unchecked Sendable {
     let wall = Date().timeIntervalSince(started)
 
     // Record: manifest in git, then the index.
-    let record = makeRecord(recipe, exp: exp, inputs: inputs, plan: plan, outcome: outcome, artifact: artifact, started: started, wall: wall)
+    let record = makeRecord(
+      recipe, exp: exp, inputs: inputs, plan: plan, outcome: outcome, artifact: artifact, started: started, wall: wall)
     let commit = try workspace.git().commit(files: try record.gitFiles(), message: record.commitMessage, time: record.commitTime)
     var shapes: [String: (dtype: String, shape: [Int])] = [:]
     for t in plan.tensors { shapes[t.spec.name] = (t.spec.dtype.rawValue, t.spec.shape) }
@@ -235,15 +238,19 @@ public final class Runner: @unchecked Sendable {
     }
     let startedText = RunRecord.iso8601(started)
     let runID = String(
-      Digest.sha256("\(recipe.hash)\n\(inputs.map(\.sha256).joined(separator: ","))\n\(startedText)\n\(getpid())\n\(UInt64.random(in: 0...UInt64.max))")
-        .prefix(16))
-    let shards = outcome.files.count > 1 || recipe.output.shardBytes != nil
+      Digest.sha256(
+        "\(recipe.hash)\n\(inputs.map(\.sha256).joined(separator: ","))\n\(startedText)\n\(getpid())\n\(UInt64.random(in: 0...UInt64.max))"
+      )
+      .prefix(16))
+    let shards =
+      outcome.files.count > 1 || recipe.output.shardBytes != nil
       ? outcome.files.map { ($0.path as NSString).lastPathComponent } : nil
     let output = OutputRecord(
       path: workspace.relative(artifact), sha256: outcome.sha256, autov2: Digest.autoV2(outcome.sha256),
       tensorDataSHA256: outcome.tensorDataSHA256, size: outcome.size, tensorCount: plan.tensors.count,
       tensorSHA256: outcome.tensorSHA256, dtypes: dtypes, components: components,
-      layerCounts: Detection.layerCounts(of: names, in: plan.architecture), architecture: plan.architecture.rawValue, shards: shards)
+      layerCounts: Detection.layerCounts(of: names, in: plan.architecture), architecture: plan.architecture.rawValue,
+      shards: shards)
     let inputRecords = inputs.map {
       InputRecord(
         name: $0.name, path: $0.pathAsWritten, sha256: $0.sha256, tensorDataSHA256: $0.tensorDataSHA256,
@@ -255,7 +262,8 @@ public final class Runner: @unchecked Sendable {
       runID: runID, experiment: exp.name, recipeName: recipe.name, recipePath: workspace.relative(recipe.file),
       recipeYAML: recipe.text, recipeCanonical: recipe.canonical, recipeHash: recipe.hash, notes: exp.notes, inputs: inputRecords,
       output: output, seed: seeded ? recipe.output.seed : nil,
-      engine: EngineRecord(mixlabVersion: Version.mixlab, engineVersion: Engine.version, methodSemantics: Catalog.semanticsVersions),
+      engine: EngineRecord(
+        mixlabVersion: Version.mixlab, engineVersion: Engine.version, methodSemantics: Catalog.semanticsVersions),
       platform: PlatformRecord.current(),
       execution: ExecutionRecord(
         threads: options.threads > 0 ? options.threads : ProcessInfo.processInfo.activeProcessorCount,
@@ -289,7 +297,8 @@ public final class Runner: @unchecked Sendable {
         path = artifactPath(experiment: experiment.name, recipe: dep)
         guard locate != nil || FileManager.default.fileExists(atPath: path) else {
           throw MixLabError.message(
-            "\(recipe.file):\(input.line): input `\(input.name)` is the output of recipe `\(name)`, which has not been built; run the experiment folder to build both")
+            "\(recipe.file):\(input.line): input `\(input.name)` is the output of recipe `\(name)`, which has not been built; run the experiment folder to build both"
+          )
         }
       case .synth(let s):
         path = locate == nil ? try materialize(s) : ""
@@ -322,7 +331,8 @@ public final class Runner: @unchecked Sendable {
       let dataSHA = !hashed ? "" : ckpt.isSharded ? ShardDigest.combine(dataHashes) : dataHashes[0].1
       if hashed, let pin = input.sha256, !sha.hasPrefix(pin) {
         throw MixLabError.message(
-          "\(recipe.file):\(input.line): input `\(input.name)` changed: the recipe pins sha256 \(pin) but \(path) now has \(sha). Restore the original file or update the pin.")
+          "\(recipe.file):\(input.line): input `\(input.name)` changed: the recipe pins sha256 \(pin) but \(path) now has \(sha). Restore the original file or update the pin."
+        )
       }
       let arch = Detection.architecture(of: ckpt.entries.map { ($0.info.name, $0.info.shape) })
       out.append(
@@ -363,12 +373,15 @@ public final class Runner: @unchecked Sendable {
       let nf = shard.tensors.compactMap { nonFinite[$0.name] }
       try cache.remember(
         shard,
-        hashes: FileHashes(sha256: r.sha256, tensorDataSHA256: r.tensorDataSHA256, tensorSHA256: r.tensorSHA256, nonFinite: nf, fromCache: false))
+        hashes: FileHashes(
+          sha256: r.sha256, tensorDataSHA256: r.tensorDataSHA256, tensorSHA256: r.tensorSHA256, nonFinite: nf, fromCache: false))
     }
   }
 
   /// Plans, naming the recipe file in errors.
-  static func plan(_ spec: MergeSpec, inputs: [Checkpoint], nonFinite: [Int: [String: NonFinite]], file: String) throws -> MergePlan {
+  static func plan(_ spec: MergeSpec, inputs: [Checkpoint], nonFinite: [Int: [String: NonFinite]], file: String) throws
+    -> MergePlan
+  {
     do {
       return try Planner.plan(spec, inputs: inputs, nonFinite: nonFinite)
     } catch {
@@ -380,7 +393,9 @@ public final class Runner: @unchecked Sendable {
   static func hashOutput(_ path: String, cache: HashCache, verify: Bool) throws -> String {
     let ckpt = try Checkpoint(path: path)
     var parts: [(String, String)] = []
-    for f in ckpt.shards { parts.append(((f.path as NSString).lastPathComponent, try cache.hashes(of: f, verify: verify).sha256)) }
+    for f in ckpt.shards {
+      parts.append(((f.path as NSString).lastPathComponent, try cache.hashes(of: f, verify: verify).sha256))
+    }
     return ckpt.isSharded ? ShardDigest.combine(parts) : parts[0].1
   }
 }

@@ -9,7 +9,8 @@ public enum MixLabError: Error, LocalizedError, Sendable {
   public var errorDescription: String? {
     switch self {
     case .notAWorkspace(let path):
-      return "\(path) is not inside a mixlab workspace (no .mixlab folder above it). Create one with `mixlab init <folder>` and keep experiments in <folder>/experiments/<name>/."
+      return
+        "\(path) is not inside a mixlab workspace (no .mixlab folder above it). Create one with `mixlab init <folder>` and keep experiments in <folder>/experiments/<name>/."
     case .message(let m):
       return m
     }
@@ -48,7 +49,8 @@ public final class Workspace: @unchecked Sendable {
     _ = try ws.index()
     let gi = ws.root + "/.gitignore"
     if !FileManager.default.fileExists(atPath: gi) {
-      try "artifacts/\n.mixlab/index.sqlite*\n.mixlab/synth/\n.mixlab/locks/\n".write(toFile: gi, atomically: true, encoding: .utf8)
+      try "artifacts/\n.mixlab/index.sqlite*\n.mixlab/synth/\n.mixlab/locks/\n".write(
+        toFile: gi, atomically: true, encoding: .utf8)
     }
     return ws
   }
@@ -105,7 +107,8 @@ public final class FileLock {
   private let fd: Int32
 
   public init(path: String) throws {
-    try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try FileManager.default.createDirectory(
+      atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw MixLabError.message("cannot open lock file \(path): \(String(cString: strerror(errno)))") }
     while flock(fd, LOCK_EX) != 0 {

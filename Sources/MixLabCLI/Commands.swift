@@ -1,5 +1,5 @@
-import ArgumentParser
 import Architectures
+import ArgumentParser
 import Foundation
 import MixLab
 import Recipes

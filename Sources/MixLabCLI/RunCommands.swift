@@ -40,7 +40,8 @@ struct RunCommand: ParsableCommand {
     commandName: "run", abstract: "Run a recipe, or every recipe of an experiment folder in dependency order.")
   @Argument(help: "A recipe (.yaml) or an experiment folder.") var path: String
   @OptionGroup var merge: MergeOptions
-  @Flag(help: "Validate against input headers and print the plan and estimates; read no tensor, write nothing.") var dryRun = false
+  @Flag(help: "Validate against input headers and print the plan and estimates; read no tensor, write nothing.") var dryRun =
+    false
   @Flag(help: "Recompute even when an up-to-date output exists.") var force = false
   @Flag(help: "Re-hash inputs instead of trusting the hash cache.") var verify = false
   @Flag(help: "Print JSON: {\"runs\": [...]}.") var json = false
@@ -108,7 +109,8 @@ struct ReproduceCommand: ParsableCommand {
     abstract: "Rebuild a recorded run from its recipe and inputs found by hash; exit 0 only when byte-identical.")
   @Argument(help: "Prefix of the output SHA-256, run id or commit.") var hash: String
   @OptionGroup var merge: MergeOptions
-  @Option(name: .customLong("search"), help: "Also look for inputs (by hash) under this folder; repeatable.") var search: [String] = []
+  @Option(name: .customLong("search"), help: "Also look for inputs (by hash) under this folder; repeatable.") var search:
+    [String] = []
   @Flag(help: "Keep the rebuilt file under .mixlab/reproduce/.") var keep = false
   @Flag(help: "Re-hash inputs instead of trusting the hash cache.") var verify = false
   @Flag(help: "Print JSON.") var json = false

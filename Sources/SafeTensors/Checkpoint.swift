@@ -54,10 +54,12 @@ public final class Checkpoint: Sendable {
         for (k, v) in f.metadata where meta[k] == nil { meta[k] = v }
         for t in f.tensors {
           guard let listed = weightMap[t.name] else {
-            throw .shardIndex(path: index, reason: "shard \(files[s]) holds tensor \"\(t.name)\" that the weight_map does not list")
+            throw .shardIndex(
+              path: index, reason: "shard \(files[s]) holds tensor \"\(t.name)\" that the weight_map does not list")
           }
           guard listed == files[s] else {
-            throw .shardIndex(path: index, reason: "tensor \"\(t.name)\" is in shard \(files[s]) but the weight_map says \(listed)")
+            throw .shardIndex(
+              path: index, reason: "tensor \"\(t.name)\" is in shard \(files[s]) but the weight_map says \(listed)")
           }
           all.append(Entry(info: t, shard: s))
         }
@@ -99,7 +101,8 @@ public final class Checkpoint: Sendable {
     return (folder as NSString).appendingPathComponent("model.safetensors")
   }
 
-  private static func readIndex(folder: String) throws(SafeTensorsError) -> (String, [String], [String: String], [String: String]) {
+  private static func readIndex(folder: String) throws(SafeTensorsError) -> (String, [String], [String: String], [String: String])
+  {
     let items = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
     let indexes = items.filter { $0.hasSuffix(".safetensors.index.json") }.sorted()
     let index: String
@@ -108,9 +111,14 @@ public final class Checkpoint: Sendable {
     } else if let first = indexes.first, indexes.count == 1 {
       index = (folder as NSString).appendingPathComponent(first)
     } else if indexes.isEmpty {
-      throw .shardIndex(path: folder, reason: "the folder has neither model.safetensors.index.json nor model.safetensors; pass a .safetensors file or a checkpoint folder")
+      throw .shardIndex(
+        path: folder,
+        reason:
+          "the folder has neither model.safetensors.index.json nor model.safetensors; pass a .safetensors file or a checkpoint folder"
+      )
     } else {
-      throw .shardIndex(path: folder, reason: "the folder has several index files (\(indexes.joined(separator: ", "))); pass one model's folder")
+      throw .shardIndex(
+        path: folder, reason: "the folder has several index files (\(indexes.joined(separator: ", "))); pass one model's folder")
     }
     guard let data = FileManager.default.contents(atPath: index) else {
       throw .cannotOpen(path: index, reason: "cannot read")
@@ -134,7 +142,9 @@ public final class Checkpoint: Sendable {
             throw .shardIndex(path: index, reason: "weight_map entry \"\(p.key)\" must name a file")
           }
           guard !file.contains("/"), !file.contains("\\"), file != "..", file != ".", !file.isEmpty else {
-            throw .shardIndex(path: index, reason: "weight_map entry \"\(p.key)\" names \"\(file)\", which is not a plain file name in the folder")
+            throw .shardIndex(
+              path: index, reason: "weight_map entry \"\(p.key)\" names \"\(file)\", which is not a plain file name in the folder"
+            )
           }
           weightMap[p.key] = file
           if !files.contains(file) { files.append(file) }

@@ -85,7 +85,8 @@ public struct SafeTensorsHeader: Sendable {
     for member in members {
       if member.key == "__metadata__" {
         guard case .object(let entries) = member.value else {
-          throw .invalidMetadata(path: path, key: "__metadata__", reason: "must be an object of strings, found \(member.value.kindName)")
+          throw .invalidMetadata(
+            path: path, key: "__metadata__", reason: "must be an object of strings, found \(member.value.kindName)")
         }
         for entry in entries {
           guard case .string(let s) = entry.value else {
@@ -140,11 +141,13 @@ public struct SafeTensorsHeader: Sendable {
       case "data_offsets":
         guard case .array(let pair) = f.value, pair.count == 2, let b = pair[0].nonNegativeInt, let e = pair[1].nonNegativeInt
         else {
-          throw .invalidTensorEntry(path: path, tensor: name, reason: "data_offsets must be two non-negative integers [begin, end]")
+          throw .invalidTensorEntry(
+            path: path, tensor: name, reason: "data_offsets must be two non-negative integers [begin, end]")
         }
         offsets = [b, e]
       default:
-        throw .invalidTensorEntry(path: path, tensor: name, reason: "unexpected field \"\(f.key)\" (allowed: dtype, shape, data_offsets)")
+        throw .invalidTensorEntry(
+          path: path, tensor: name, reason: "unexpected field \"\(f.key)\" (allowed: dtype, shape, data_offsets)")
       }
     }
     guard let dtypeText else { throw .invalidTensorEntry(path: path, tensor: name, reason: "missing dtype") }

@@ -1,4 +1,5 @@
 internal import CShims
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)

@@ -30,15 +30,18 @@ public enum SafeTensorsError: Error, LocalizedError, Equatable, Sendable {
     case .tooShort(let path, let size):
       return "\(path): not a safetensors file: it is \(size) bytes long, shorter than the 8-byte header length."
     case .headerTooLarge(let path, let length):
-      return "\(path): header length \(length) bytes exceeds the 100 MB limit of the safetensors format; the file is damaged or not safetensors."
+      return
+        "\(path): header length \(length) bytes exceeds the 100 MB limit of the safetensors format; the file is damaged or not safetensors."
     case .headerBeyondFile(let path, let length, let fileSize):
-      return "\(path): header claims \(length) bytes but the file has only \(fileSize) bytes; the file is truncated or not safetensors."
+      return
+        "\(path): header claims \(length) bytes but the file has only \(fileSize) bytes; the file is truncated or not safetensors."
     case .invalidUTF8(let path, let offset):
       return "\(path): header is not valid UTF-8 (byte \(offset) of the header)."
     case .invalidJSON(let path, let offset, let reason):
       return "\(path): header is not valid JSON at byte \(offset) of the header: \(reason)."
     case .duplicateKey(let path, let key, let offset):
-      return "\(path): header has the key \"\(key)\" twice (second at byte \(offset) of the header); readers disagree on which wins, so the file is refused."
+      return
+        "\(path): header has the key \"\(key)\" twice (second at byte \(offset) of the header); readers disagree on which wins, so the file is refused."
     case .invalidMetadata(let path, let key, let reason):
       return "\(path): __metadata__ entry \"\(key)\": \(reason)."
     case .invalidTensorEntry(let path, let tensor, let reason):
@@ -49,9 +52,11 @@ public enum SafeTensorsError: Error, LocalizedError, Equatable, Sendable {
       return "\(path): tensor \"\(tensor)\": shape × dtype size is \(expected) bytes but data_offsets span \(actual) bytes."
     case .gapOrOverlap(let path, let tensor, let expectedBegin, let begin):
       let what = begin > expectedBegin ? "a gap" : "an overlap"
-      return "\(path): tensor \"\(tensor)\" starts at data offset \(begin) but the previous tensor ends at \(expectedBegin) (\(what)); offsets must be contiguous from 0."
+      return
+        "\(path): tensor \"\(tensor)\" starts at data offset \(begin) but the previous tensor ends at \(expectedBegin) (\(what)); offsets must be contiguous from 0."
     case .dataLengthMismatch(let path, let headerEnd, let dataLength):
-      return "\(path): tensors end at data offset \(headerEnd) but the file holds \(dataLength) data bytes; the file is truncated or has trailing bytes."
+      return
+        "\(path): tensors end at data offset \(headerEnd) but the file holds \(dataLength) data bytes; the file is truncated or has trailing bytes."
     case .shardIndex(let path, let reason):
       return "\(path): sharded checkpoint index: \(reason)."
     case .missingTensor(let path, let tensor):

@@ -45,7 +45,9 @@ public final class SafeTensorsFile: Sendable {
   }
 
   /// Calls `body` with the raw bytes of elements `elements` of `t` (all of it by default).
-  public func withBytes<R>(of t: TensorInfo, elements: Range<Int>? = nil, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+  public func withBytes<R>(of t: TensorInfo, elements: Range<Int>? = nil, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows
+    -> R
+  {
     let r = elements ?? 0..<t.elementCount
     let lo = dataStart + t.begin + r.lowerBound * t.dtype.size
     return try file.withBytes(lo..<(lo + r.count * t.dtype.size), body)

@@ -71,7 +71,8 @@ public struct StrictJSONParser {
     p.skipWhitespace()
     if p.i < bytes.count {
       let b = bytes[p.i]
-      let what = b == 0 ? "a NUL byte (headers must be padded with spaces, not NULs)" : "unexpected byte 0x\(String(b, radix: 16))"
+      let what =
+        b == 0 ? "a NUL byte (headers must be padded with spaces, not NULs)" : "unexpected byte 0x\(String(b, radix: 16))"
       throw JSONSyntaxError(offset: p.i, reason: "\(what) after the end of the JSON value")
     }
     return v

@@ -73,7 +73,8 @@ public enum CanonicalLayout {
       JSONText.appendQuoted(s.name, to: &out)
       let end = offset + s.byteCount
       let shape = s.shape.map(String.init).joined(separator: ",")
-      out.append(contentsOf: Array(":{\"dtype\":\"\(s.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}".utf8))
+      out.append(
+        contentsOf: Array(":{\"dtype\":\"\(s.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(end)]}".utf8))
       infos.append(TensorInfo(name: s.name, dtype: s.dtype, shape: s.shape, begin: offset, end: end))
       offset = end
     }
@@ -135,7 +136,8 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     tempPath = (dir.isEmpty ? "." : dir) + "/.\(base).mixlab-tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
     fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else {
-      throw .writeFailed(path: path, reason: "cannot create a temporary file in \(dir.isEmpty ? "." : dir): \(String(cString: strerror(errno)))")
+      throw .writeFailed(
+        path: path, reason: "cannot create a temporary file in \(dir.isEmpty ? "." : dir): \(String(cString: strerror(errno)))")
     }
     sink = Sink(fd: fd, tensors: infos, dataStart: 8 + header.count, hashTensors: hashTensors)
     // Full, aligned 8 MiB buffers bypass the page cache: a durable write then costs the disk's
@@ -351,7 +353,8 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     private func write(_ chunk: UnsafeRawBufferPointer, fileOffset: Int) {
       if currentFailure() != nil { return }
       var written = 0
-      var direct = directFD >= 0 && chunk.count % 4096 == 0 && fileOffset % 4096 == 0
+      var direct =
+        directFD >= 0 && chunk.count % 4096 == 0 && fileOffset % 4096 == 0
         && Int(bitPattern: chunk.baseAddress) % 4096 == 0
       while written < chunk.count {
         let target = direct ? directFD : fd

@@ -95,7 +95,8 @@ struct TaskVectorTests {
     let bySum = try d.merge(.ties, inputs: [base, a, b, c], operands: [1, 2, 3], base: 0, params: ["density": 1], name: "s")
     #expect(bySum.values["w"] == [10])
     let byCount = try d.merge(
-      .ties, inputs: [base, a, b, c], operands: [1, 2, 3], base: 0, params: ["density": 1], options: ["sign": "sign_count"], name: "c")
+      .ties, inputs: [base, a, b, c], operands: [1, 2, 3], base: 0, params: ["density": 1], options: ["sign": "sign_count"],
+      name: "c")
     #expect(byCount.values["w"] == [-1])
   }
 
@@ -107,7 +108,8 @@ struct TaskVectorTests {
     let r = try d.merge(.ties, inputs: [base, a], operands: [1], base: 0, params: ["density": 0.5])
     #expect(r.values["w"] == [1, 1, 1, 0, 0, 0])
     // The inclusive (sd-mecha) threshold keeps every tie.
-    let all = try d.merge(.ties, inputs: [base, a], operands: [1], base: 0, params: ["density": 0.5], options: ["topk": "inclusive"], name: "i")
+    let all = try d.merge(
+      .ties, inputs: [base, a], operands: [1], base: 0, params: ["density": 0.5], options: ["topk": "inclusive"], name: "i")
     #expect(all.values["w"] == [1, 1, 1, 1, 1, 1])
   }
 

@@ -35,7 +35,8 @@ struct RadixSelectTests {
       compute: .f32, out: .f32, threads: 2, budget: 16 << 20, name: "\(topk)-\(density)-\(collect)")
     let deltas = [RadixSelectTests.values(n, seed: 1), RadixSelectTests.values(n, seed: 2)]
     let trimmed = deltas.map { topk == "exact" ? Ref.topK($0, density: density) : Ref.topKInclusive($0, density: density) }
-    let expected = Ref.taskMerge(base: Array(repeating: 0, count: n), deltas: trimmed, weights: [1, 1], vote: .sum, normalize: true)
+    let expected = Ref.taskMerge(
+      base: Array(repeating: 0, count: n), deltas: trimmed, weights: [1, 1], vote: .sum, normalize: true)
     #expect(r.values["w"] == expected.map { Double(Float($0)) })
   }
 }

@@ -3,18 +3,18 @@
 /// definition, since floating-point addition is not associative).
 /// The element-wise methods' formulas.
 public enum LinearForm: Sendable, Equatable {
-    /// (1 − α)·a + α·b
-    case weightedSum(Double)
-    /// a + α·(b − c)
-    case addDifference(Double)
-    /// a + α·b (b is a difference already)
-    case addDelta(Double)
-    /// Σ wᵢ·xᵢ / Σ wᵢ (normalized) or Σ wᵢ·xᵢ
-    case average([Double], normalize: Bool)
-    /// (1 − α − β)·a + α·b + β·c (supermerger "triple sum")
-    case tripleSum(Double, Double)
-    /// ((1 − α)·a + α·b)·(1 − β) + β·c (supermerger "sum twice")
-    case sumTwice(Double, Double)
+  /// (1 − α)·a + α·b
+  case weightedSum(Double)
+  /// a + α·(b − c)
+  case addDifference(Double)
+  /// a + α·b (b is a difference already)
+  case addDelta(Double)
+  /// Σ wᵢ·xᵢ / Σ wᵢ (normalized) or Σ wᵢ·xᵢ
+  case average([Double], normalize: Bool)
+  /// (1 − α − β)·a + α·b + β·c (supermerger "triple sum")
+  case tripleSum(Double, Double)
+  /// ((1 − α)·a + α·b)·(1 − β) + β·c (supermerger "sum twice")
+  case sumTwice(Double, Double)
 }
 
 final class LinearKernel<T: ComputeScalar>: Kernel {

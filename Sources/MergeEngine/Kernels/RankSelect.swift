@@ -75,8 +75,6 @@ struct RankBoundary: Sendable {
   }
 }
 
-import Architectures
-
 enum Radix {
   /// Number of 16-bit digits for a compute type's magnitude keys.
   static func digits(keyBits: Int) -> Int { (keyBits + 15) / 16 }

@@ -58,7 +58,6 @@ public struct TaskConfig: Equatable, Sendable {
   public init(weights: [Double]) { self.weights = weights }
 }
 
-
 /// Test hooks for the selection strategy (results never depend on them).
 enum SelectionTuning {
   /// Forces the radix-digit fallback when 0; nil in normal use. Any value gives the same
