@@ -30,6 +30,8 @@ public struct MergeOutcome: Sendable {
   public var files: [WriteResult]
   /// Output tensors holding NaN or infinite values (counted on the bytes as written).
   public var nonFinite: [NonFinite] = []
+  /// Weight-space metrics computed while merging (see `SimilarityAccumulator`).
+  public var metrics: [Metric] = []
   /// SHA-256 of the output: the file's, or for shards the combined digest.
   public var sha256: String
   public var tensorDataSHA256: String
@@ -61,6 +63,7 @@ final class PhaseTimes: @unchecked Sendable {
 final class RunContext {
   let times = PhaseTimes()
   var nonFinite: [String: (nan: Int, inf: Int)] = [:]
+  var similarity = SimilarityAccumulator()
 
   /// Counts NaN/Inf in bytes just handed to the writer for tensor `name`.
   func count(_ name: String, dtype: DType, bytes: UnsafeRawBufferPointer) {
@@ -130,6 +133,9 @@ public enum Executor {
     return MergeOutcome(
       files: results,
       nonFinite: pool.nonFinite.map { NonFinite(key: $0.key, nan: $0.value.nan, inf: $0.value.inf) }.sorted { $0.key < $1.key },
+      metrics: pool.similarity.metrics(
+        inputNames: plan.inputNames, reference: plan.referenceInput,
+        nonFinite: pool.nonFinite.values.reduce(0) { $0 + $1.nan + $1.inf }),
       sha256: sha, tensorDataSHA256: dataSHA, tensorSHA256: hashes, size: results.reduce(0) { $0 + $1.size },
       seconds: Date().timeIntervalSince(start))
   }
@@ -146,9 +152,11 @@ public enum Executor {
       case .f32:
         var r = TensorRun<Float>(program: program, info: info, inputs: inputs, options: options, pool: pool)
         try r.run(writer: writer, progress: progress)
+        pool.similarity.add(r.similarity, leaves: program.leaves.map(\.input), component: t.component, block: t.block)
       case .f64:
         var r = TensorRun<Double>(program: program, info: info, inputs: inputs, options: options, pool: pool)
         try r.run(writer: writer, progress: progress)
+        pool.similarity.add(r.similarity, leaves: program.leaves.map(\.input), component: t.component, block: t.block)
       }
     }
   }
@@ -235,6 +243,12 @@ struct TensorRun<T: ComputeScalar> {
     }
   }
 
+  /// Sums for the weight-space metrics of this tensor: |out|², and per leaf ⟨out, x⟩, |x|²,
+  /// |out − x|²; then kept, total, agreeing and voting entries of the last task step.
+  var similarity: [Double] = []
+  var metricSlots: Int { 1 + 3 * program.leaves.count + 4 }
+  var lastTaskStep: Int? { kernels.lastIndex { if case .task = $0 { return true } else { return false } } }
+
   /// Keep the inputs' pages mapped between the passes of a multi-pass method when they fit
   /// in half the budget, instead of releasing and faulting them in again each pass. (Decoding
   /// f16 again per pass costs less than reading a materialized f32 copy: half the bytes.)
@@ -318,21 +332,27 @@ struct TensorRun<T: ComputeScalar> {
     let outSize = info.dtype.size
     let outBuffer = UnsafeMutableRawPointer.allocate(byteCount: batch * maxGroupElements * outSize, alignment: 64)
     defer { outBuffer.deallocate() }
+    let slots = metricSlots
+    let metricBuffer = UnsafeMutablePointer<Double>.allocate(capacity: batch * slots)
+    defer { metricBuffer.deallocate() }
+    similarity = Array(repeating: 0, count: slots)
     var g0 = 0
     var bytesDone = 0
     while g0 < groupCount {
       let g1 = min(groupCount, g0 + batch)
       let firstElement = group(g0).elementStart
-      let shared = UncheckedSendable((self, outBuffer))
+      let shared = UncheckedSendable((self, outBuffer, metricBuffer))
+      metricBuffer.initialize(repeating: 0, count: batch * slots)
       let start = g0
       let t0 = Date()
       defer { if PhaseTimes.enabled { pool.times.seconds["final pass compute", default: 0] += Date().timeIntervalSince(t0) } }
       DispatchQueue.concurrentPerform(iterations: workers) { w in
-        let (run, out) = shared.value
+        let (run, out, sums) = shared.value
         run.withScratch { scratch in
           var g = start + w
           while g < g1 {
             let grp = run.group(g)
+            let groupSums = sums + (g - start) * slots
             // Element-wise programs run in cache-sized slices of the group (same values:
             // nothing is reduced); others need the whole group at once.
             let slice = run.elementWise ? TensorRun.sliceElements : grp.count
@@ -342,13 +362,18 @@ struct TensorRun<T: ComputeScalar> {
                 index: grp.index, elementStart: grp.elementStart + off, count: min(slice, grp.count - off),
                 rowStart: grp.rowStart,
                 rowLength: slice == grp.count ? grp.rowLength : 1)
-              let result = run.evaluate(part, upTo: run.kernels.count, scratch: scratch)
+              let result = run.evaluate(part, upTo: run.kernels.count, scratch: scratch, stats: groupSums + slots - 4)
               T.encode(result, count: part.count, as: run.info.dtype, into: out + (part.elementStart - firstElement) * outSize)
+              run.measure(result, group: part, scratch: scratch, into: groupSums)
               off += part.count
             }
             g += workers
           }
         }
+      }
+      // Group sums combine in group order, so metrics do not depend on scheduling either.
+      for g in g0..<g1 {
+        for j in 0..<slots { similarity[j] += metricBuffer[(g - g0) * slots + j] }
       }
       let last = group(g1 - 1)
       let bytes = (last.elementStart + last.count - firstElement) * outSize
@@ -442,15 +467,31 @@ struct TensorRun<T: ComputeScalar> {
 
   /// Decodes the leaves of a group and applies steps before `upTo`; returns the last
   /// evaluated step's buffer (the result when `upTo` is the step count).
-  func evaluate(_ grp: Group, upTo: Int, scratch: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<T> {
+  func evaluate(
+    _ grp: Group, upTo: Int, scratch: UnsafeMutablePointer<T>, stats: UnsafeMutablePointer<Double>? = nil
+  ) -> UnsafeMutablePointer<T> {
     for l in program.leaves.indices { decodeLeaf(l, group: grp, into: buffer(.leaf(l), scratch: scratch, group: grp)) }
     var last = buffer(.leaf(0), scratch: scratch, group: grp)
+    let statsStep = stats == nil ? nil : lastTaskStep
     for s in 0..<upTo {
       let out = buffer(.step(s), scratch: scratch, group: grp)
-      kernels[s].apply(group: grp, operands: operands(of: s, scratch: scratch, group: grp), into: out)
+      kernels[s].apply(
+        group: grp, operands: operands(of: s, scratch: scratch, group: grp), into: out, stats: s == statsStep ? stats : nil)
       last = out
     }
     return last
+  }
+
+  /// Adds |out|² and, per leaf, ⟨out, x⟩, |x|² and |out − x|² of one group (or slice) to `sums`.
+  func measure(_ out: UnsafeMutablePointer<T>, group grp: Group, scratch: UnsafeMutablePointer<T>, into sums: UnsafeMutablePointer<Double>) {
+    let n = grp.count
+    sums[0] += Dots.dot(out, nil, out, nil, n)
+    for l in program.leaves.indices {
+      let x = UnsafePointer(buffer(.leaf(l), scratch: scratch, group: grp))
+      sums[1 + 3 * l] += Dots.dot(out, nil, x, nil, n)
+      sums[2 + 3 * l] += Dots.dot(x, nil, x, nil, n)
+      sums[3 + 3 * l] += Dots.dot(out, x, out, x, n)
+    }
   }
 
   func release(elements: Range<Int>) {

@@ -58,6 +58,8 @@ public struct MergePlan: Sendable {
   public var tensors: [PlannedTensor]
   public var inputNames: [String]
   public var nodeIDs: [String]
+  /// The input that defines the output's keys (the base the metrics compare against).
+  public var referenceInput: Int
   public var computeType: ComputeType
   public var metadata: [String: String]
   public var notes: [String]
@@ -191,7 +193,7 @@ public enum Planner {
     for p in planned { byName[p.spec.name] = p }
     return MergePlan(
       architecture: arch, tensors: order.map { byName[$0.name]! }, inputNames: spec.inputNames,
-      nodeIDs: spec.nodes.map(\.id), computeType: spec.computeType, metadata: spec.metadata, notes: notes)
+      nodeIDs: spec.nodes.map(\.id), referenceInput: spec.reference, computeType: spec.computeType, metadata: spec.metadata, notes: notes)
   }
 
   static func mainSource(_ r: Ref) -> Source {

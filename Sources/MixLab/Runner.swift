@@ -269,7 +269,7 @@ public final class Runner: @unchecked Sendable {
         threads: options.threads > 0 ? options.threads : ProcessInfo.processInfo.activeProcessorCount,
         memoryBudget: options.memoryBudget, chunkElements: Engine.groupElements, computeDType: recipe.output.compute.rawValue,
         startedAt: startedText, wallSeconds: wall, peakRSSBytes: ProcessMemory.peakResidentBytes, reused: false),
-      metrics: [])
+      metrics: outcome.metrics.map { MetricRecord(name: $0.name, scope: $0.scope, value: $0.value) })
   }
 
   // MARK: Inputs

@@ -132,11 +132,12 @@ enum AnyKernel<T: ComputeScalar> {
     }
   }
 
-  func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>) {
+  /// `stats`, when given, receives a task step's (kept, total, agreeing, voting) entry counts.
+  func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>, stats: UnsafeMutablePointer<Double>? = nil) {
     switch self {
     case .linear(let k): k.apply(group: group, operands: operands, into: out)
     case .gram(let k): k.apply(group: group, operands: operands, into: out)
-    case .task(let k): k.apply(group: group, operands: operands, into: out)
+    case .task(let k): k.apply(group: group, operands: operands, into: out, stats: stats)
     }
   }
 

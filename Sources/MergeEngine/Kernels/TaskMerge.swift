@@ -668,12 +668,51 @@ final class TaskMergeKernel<T: ComputeScalar>: Kernel {
   // MARK: Apply
 
   func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>) {
+    apply(group: group, operands: operands, into: out, stats: nil)
+  }
+
+  /// Counts for the run's metrics: entries kept after drop and trim, all entries, and among
+  /// the kept ones those agreeing with the elected sign (the configured election, or the sign
+  /// of Σ wᵢτᵢ when the method elects none).
+  func count(_ d: UnsafeMutablePointer<T>, count n: Int, into stats: UnsafeMutablePointer<Double>) {
+    var kept = 0
+    for i in 0..<models {
+      let v = d + i * n
+      for e in 0..<n { kept &+= v[e] != 0 ? 1 : 0 }
+    }
+    var agree = 0
+    withUnsafeTemporaryAllocation(of: T.self, capacity: n) { sb in
+      let s = sb.baseAddress!
+      for e in 0..<n { s[e] = 0 }
+      for i in 0..<models {
+        let v = d + i * n
+        let w = T(config.weights[i])
+        if config.consensus == .signCount {
+          for e in 0..<n { s[e] += (w * v[e] > 0 ? 1 : 0) - (w * v[e] < 0 ? 1 : 0) }
+        } else {
+          for e in 0..<n { s[e] += w * v[e] }
+        }
+      }
+      for i in 0..<models {
+        let v = d + i * n
+        let w = T(config.weights[i])
+        for e in 0..<n { agree &+= w * v[e] * s[e] > 0 ? 1 : 0 }
+      }
+    }
+    stats[0] += Double(kept)
+    stats[1] += Double(models * n)
+    stats[2] += Double(agree)
+    stats[3] += Double(kept)
+  }
+
+  func apply(group: Group, operands: Operands<T>, into out: UnsafeMutablePointer<T>, stats: UnsafeMutablePointer<Double>?) {
     let n = group.count
     withUnsafeTemporaryAllocation(of: T.self, capacity: models * n + 2 * n) { buf in
       let d = buf.baseAddress!
       let acc = d + models * n
       let div = acc + n
       prepare(group: group, operands: operands, stage: .trimmed, deltas: d, tieStart: tieStartFor(group))
+      if let stats { count(d, count: n, into: stats) }
       for e in 0..<n {
         acc[e] = 0
         div[e] = 0
