@@ -9,6 +9,8 @@ public struct Experiment: Sendable {
   public var recipes: [Recipe]
   /// Notes by file name (NOTES.md first in reports).
   public var notes: [String: String]
+  /// Evaluators every recipe of the experiment runs (`evaluators.yaml`).
+  public var evaluators: [EvaluatorSpec] = []
 
   /// Loads every recipe and note of `folder`; all recipes are validated before anything runs.
   public static func load(_ folder: String) throws -> Experiment {
@@ -16,10 +18,20 @@ public struct Experiment: Sendable {
     let items = try fm.contentsOfDirectory(atPath: folder).sorted()
     var recipes: [Recipe] = []
     var notes: [String: String] = [:]
+    var evaluators: [EvaluatorSpec] = []
     for item in items {
       let path = folder + "/" + item
-      if item.hasSuffix(".yaml") || item.hasSuffix(".yml") {
-        recipes.append(try RecipeParser.load(path))
+      if item == "evaluators.yaml" || item == "evaluators.yml" {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        evaluators = try RecipeParser.parseEvaluators(text, file: path)
+      } else if item.hasSuffix(".yaml") || item.hasSuffix(".yml") {
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let name = (item as NSString).deletingPathExtension
+        if let points = try Sweep.expand(text, file: path, name: name) {
+          recipes += points
+        } else {
+          recipes.append(try RecipeParser.parse(text, file: path, name: name))
+        }
       } else if item.hasSuffix(".md") {
         notes[item] = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
       }
@@ -33,8 +45,10 @@ public struct Experiment: Sendable {
         throw MixLabError.message("\(folder): two recipes are named `\(r.name)`; recipe names must be unique in an experiment")
       }
     }
-    return Experiment(
+    var exp = Experiment(
       name: (folder as NSString).lastPathComponent, folder: folder, recipes: try order(recipes, folder: folder), notes: notes)
+    exp.evaluators = evaluators
+    return exp
   }
 
   /// Dependency order over `recipe:` inputs; unknown or cyclic dependencies are errors.

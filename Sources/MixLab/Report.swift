@@ -59,10 +59,33 @@ public enum Report {
       out += "| run | `\(r.runID)` at \(r.execution.startedAt) |\n"
       out += "| inputs | \(r.inputs.map { "\($0.name) `\(String($0.sha256.prefix(10)))`" }.joined(separator: ", ")) |\n"
       out += "\nReproduce: `mixlab reproduce \(String(o.sha256.prefix(12)))`\n\n"
-      if !r.metrics.isEmpty {
+      // Overall and evaluator metrics; per component the comparison with the base. Every
+      // scope is in the index (`mixlab metrics`, or sqlite3 on .mixlab/index.sqlite).
+      let shown = r.metrics.filter {
+        $0.scope == "overall" || $0.scope.hasPrefix("evaluator:")
+          || ($0.scope.hasPrefix("component:") && ["rel_l2", "cosine", "norm_ratio"].contains($0.name))
+      }
+      if !shown.isEmpty {
         out += "| metric | scope | value |\n|---|---|---|\n"
-        for m in r.metrics { out += "| \(m.name) | \(m.scope) | \(String(format: "%.6g", m.value)) |\n" }
+        for m in shown { out += "| \(m.name) | \(m.scope) | \(String(format: "%.6g", m.value)) |\n" }
         out += "\n"
+      }
+      for e in r.evaluations where e.status != "ok" {
+        out += "Evaluator `\(e.name)` \(e.status)\(e.message.map { ": \($0)" } ?? "").\n\n"
+      }
+    }
+    let sweeps = try SweepReport.run(experiment: exp, workspace: ws, metric: nil, minimize: nil)
+    if !sweeps.isEmpty {
+      out += "## Sweeps\n\n"
+      for r in sweeps {
+        let measured = r.points.filter { $0.metric != nil }.count
+        out += "### \(r.sweep)\n\n\(r.points.count) points, \(measured) measured, metric `\(r.metric)` "
+        out += "(\(r.lowerIsBetter ? "lower" : "higher") is better).\n\n"
+        if let best = r.best { out += "Best point: `\(best)`; its recipe: `\(r.bestRecipe ?? "")`.\n\n" }
+        for plot in r.plots {
+          let relative = String(plot.dropFirst("artifacts/\(exp.name)/".count))
+          out += "![\(r.sweep)](\(relative))\n\n"
+        }
       }
     }
     return out

@@ -13,6 +13,8 @@ public struct RunOptions: Sendable {
   public var force = false
   public var verify = false
   public var quiet = false
+  /// Run the declared evaluators on outputs that are reused too (and record their results).
+  public var evaluate = false
   public init() {}
 }
 
@@ -40,12 +42,14 @@ public struct RunResult: Codable, Sendable {
     public var planSeconds = 0.0
     public var mergeSeconds = 0.0
     public var recordSeconds = 0.0
+    public var evaluateSeconds = 0.0
     public var hashedBytes = 0
     enum CodingKeys: String, CodingKey {
       case hashSeconds = "hash_seconds"
       case planSeconds = "plan_seconds"
       case mergeSeconds = "merge_seconds"
       case recordSeconds = "record_seconds"
+      case evaluateSeconds = "evaluate_seconds"
       case hashedBytes = "hashed_bytes"
     }
   }
@@ -100,8 +104,14 @@ public final class Runner: @unchecked Sendable {
       return try runner.run(exp, recipes: exp.recipes)
     }
     let exp = try Experiment.load((abs as NSString).deletingLastPathComponent)
-    let recipe = try RecipeParser.load(abs)
-    return try runner.run(exp, recipes: exp.closure(of: recipe.name))
+    // A swept recipe file is several recipes (its points).
+    let fromFile = exp.recipes.filter { Workspace.absolute($0.file) == abs }
+    guard !fromFile.isEmpty else { throw MixLabError.message("\(path) is not a recipe of experiment \(exp.name)") }
+    var wanted: [Recipe] = []
+    for r in fromFile {
+      for c in exp.closure(of: r.name) where !wanted.contains(where: { $0.name == c.name }) { wanted.append(c) }
+    }
+    return try runner.run(exp, recipes: exp.recipes.filter { r in wanted.contains { $0.name == r.name } })
   }
 
   public func run(_ exp: Experiment, recipes: [Recipe]) throws -> [RunResult] {
@@ -158,6 +168,9 @@ public final class Runner: @unchecked Sendable {
       current == row.outputSHA256
     {
       timings.hashedBytes = hashedBytes
+      if options.evaluate, !Evaluators.declared(experiment: exp, recipe: recipe).isEmpty {
+        try reevaluate(recipe, exp: exp, outputSHA256: row.outputSHA256, artifact: artifact, inputs: inputs)
+      }
       return RunResult(
         experiment: exp.name, recipe: recipe.name, artifact: workspace.relative(artifact), outputSHA256: row.outputSHA256,
         autov2: Digest.autoV2(row.outputSHA256), runID: row.runID, commit: row.commitID, reused: true,
@@ -207,12 +220,24 @@ public final class Runner: @unchecked Sendable {
     progress.finish()
     timings.mergeSeconds = Date().timeIntervalSince(mergeStart)
     try Runner.rememberHashes(of: outcome, at: artifact, cache: cache)
-    let recordStart = Date()
     let wall = Date().timeIntervalSince(started)
 
-    // Record: manifest in git, then the index.
-    let record = makeRecord(
+    // Evaluators score the artifact; their numbers go into the record. A failing evaluator is
+    // recorded as failed and the merge still counts.
+    var record = makeRecord(
       recipe, exp: exp, inputs: inputs, plan: plan, outcome: outcome, artifact: artifact, started: started, wall: wall)
+    let evaluators = Evaluators.declared(experiment: exp, recipe: recipe)
+    if !evaluators.isEmpty {
+      let evaluateStart = Date()
+      let (evaluations, metrics) = Evaluators.run(
+        evaluators, context: evaluationContext(recipe, exp: exp, artifact: artifact, sha256: outcome.sha256, inputs: inputs),
+        quiet: options.quiet)
+      record.evaluations = evaluations
+      record.metrics += metrics
+      timings.evaluateSeconds = Date().timeIntervalSince(evaluateStart)
+    }
+    // Record: manifest in git, then the index.
+    let recordStart = Date()
     let commit = try workspace.git().commit(files: try record.gitFiles(), message: record.commitMessage, time: record.commitTime)
     var shapes: [String: (dtype: String, shape: [Int])] = [:]
     for t in plan.tensors { shapes[t.spec.name] = (t.spec.dtype.rawValue, t.spec.shape) }
@@ -270,6 +295,33 @@ public final class Runner: @unchecked Sendable {
         memoryBudget: options.memoryBudget, chunkElements: Engine.groupElements, computeDType: recipe.output.compute.rawValue,
         startedAt: startedText, wallSeconds: wall, peakRSSBytes: ProcessMemory.peakResidentBytes, reused: false),
       metrics: outcome.metrics.map { MetricRecord(name: $0.name, scope: $0.scope, value: $0.value) })
+  }
+
+  func evaluationContext(_ recipe: Recipe, exp: Experiment, artifact: String, sha256: String, inputs: [OpenedInput])
+    -> Evaluators.Context
+  {
+    Evaluators.Context(
+      artifact: artifact, outputSHA256: sha256, recipeFile: recipe.file, experimentFolder: exp.folder, workspace: workspace,
+      inputs: Dictionary(uniqueKeysWithValues: inputs.map { ($0.name, $0.path) }))
+  }
+
+  /// Runs the evaluators on a reused output and records the results as a new version of its
+  /// manifest (evaluator metrics replaced, everything else kept).
+  func reevaluate(_ recipe: Recipe, exp: Experiment, outputSHA256: String, artifact: String, inputs: [OpenedInput]) throws {
+    let git = try workspace.git()
+    guard let data = try git.read(path: "runs/\(outputSHA256)/manifest.json") else { return }
+    var record = try RunRecord.decode(data)
+    let (evaluations, metrics) = Evaluators.run(
+      Evaluators.declared(experiment: exp, recipe: recipe),
+      context: evaluationContext(recipe, exp: exp, artifact: artifact, sha256: outputSHA256, inputs: inputs), quiet: options.quiet)
+    record.evaluations = evaluations
+    record.metrics = record.metrics.filter { !$0.scope.hasPrefix("evaluator:") } + metrics
+    let commit = try git.commit(files: try record.gitFiles(), message: record.commitMessage + " (evaluated)", time: record.commitTime)
+    let index = try workspace.index()
+    let shapes = try index.tensors(artifact: outputSHA256).reduce(into: [String: (dtype: String, shape: [Int])]()) { d, t in
+      if let dt = t.dtype, let sh = t.shape { d[t.key] = (dt, sh) }
+    }
+    try index.record(record, commitID: commit, tensorShapes: shapes)
   }
 
   // MARK: Inputs

@@ -44,6 +44,7 @@ struct RunCommand: ParsableCommand {
     false
   @Flag(help: "Recompute even when an up-to-date output exists.") var force = false
   @Flag(help: "Re-hash inputs instead of trusting the hash cache.") var verify = false
+  @Flag(help: "Run the declared evaluators on reused outputs too.") var evaluate = false
   @Flag(help: "Print JSON: {\"runs\": [...]}.") var json = false
 
   func run() throws {
@@ -52,6 +53,7 @@ struct RunCommand: ParsableCommand {
     o.dryRun = dryRun
     o.force = force
     o.verify = verify
+    o.evaluate = evaluate
     o.quiet = json
     let results = try Runner.run(path: path, options: o)
     if json {

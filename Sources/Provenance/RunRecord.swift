@@ -36,6 +36,9 @@ public struct RunRecord: Codable, Sendable, Equatable {
   public var platform: PlatformRecord
   public var execution: ExecutionRecord
   public var metrics: [MetricRecord]
+  /// External evaluators run on the output (their numbers are in `metrics`, scope
+  /// `evaluator:<name>`); empty in manifests written before evaluators existed.
+  public var evaluations: [EvaluationRecord] = []
 
   public init(
     formatVersion: Int = RunRecord.currentFormatVersion, runID: String, experiment: String, recipeName: String,
@@ -70,7 +73,28 @@ public struct RunRecord: Codable, Sendable, Equatable {
     case recipeYAML = "recipe_yaml"
     case recipeCanonical = "recipe_canonical"
     case recipeHash = "recipe_hash"
-    case notes, inputs, output, seed, engine, platform, execution, metrics
+    case notes, inputs, output, seed, engine, platform, execution, metrics, evaluations
+  }
+
+  public init(from decoder: any Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+    runID = try c.decode(String.self, forKey: .runID)
+    experiment = try c.decode(String.self, forKey: .experiment)
+    recipeName = try c.decode(String.self, forKey: .recipeName)
+    recipePath = try c.decode(String.self, forKey: .recipePath)
+    recipeYAML = try c.decode(String.self, forKey: .recipeYAML)
+    recipeCanonical = try c.decode(String.self, forKey: .recipeCanonical)
+    recipeHash = try c.decode(String.self, forKey: .recipeHash)
+    notes = try c.decode([String: String].self, forKey: .notes)
+    inputs = try c.decode([InputRecord].self, forKey: .inputs)
+    output = try c.decode(OutputRecord.self, forKey: .output)
+    seed = try c.decodeIfPresent(UInt64.self, forKey: .seed)
+    engine = try c.decode(EngineRecord.self, forKey: .engine)
+    platform = try c.decode(PlatformRecord.self, forKey: .platform)
+    execution = try c.decode(ExecutionRecord.self, forKey: .execution)
+    metrics = try c.decode([MetricRecord].self, forKey: .metrics)
+    evaluations = try c.decodeIfPresent([EvaluationRecord].self, forKey: .evaluations) ?? []
   }
 
   public func encode(to encoder: any Encoder) throws {
@@ -91,6 +115,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
     try c.encode(platform, forKey: .platform)
     try c.encode(execution, forKey: .execution)
     try c.encode(metrics, forKey: .metrics)
+    try c.encode(evaluations, forKey: .evaluations)
   }
 
   // MARK: Canonical JSON
@@ -529,5 +554,39 @@ public struct MetricRecord: Codable, Sendable, Equatable {
     self.name = name
     self.scope = scope
     self.value = value
+  }
+}
+
+/// One external evaluator run on a run's output.
+public struct EvaluationRecord: Codable, Sendable, Equatable {
+  public var name: String
+  /// The command as declared, placeholders unexpanded (so no local paths are recorded).
+  public var command: [String]
+  /// Files the command names (relative to the workspace) and their SHA-256.
+  public var files: [String: String]
+  /// `ok`, `failed` (non-zero exit), `timeout`, `invalid_output` (stdout is not a JSON object
+  /// of numbers) or `error` (could not start).
+  public var status: String
+  public var exitCode: Int32?
+  public var seconds: Double
+  /// The last lines of standard error when the evaluator did not succeed.
+  public var message: String?
+
+  public init(
+    name: String, command: [String], files: [String: String], status: String, exitCode: Int32?, seconds: Double,
+    message: String?
+  ) {
+    self.name = name
+    self.command = command
+    self.files = files
+    self.status = status
+    self.exitCode = exitCode
+    self.seconds = seconds
+    self.message = message
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case name, command, files, status, seconds, message
+    case exitCode = "exit_code"
   }
 }

@@ -143,6 +143,11 @@ public struct Recipe: Sendable {
   public var canonical: String
   /// SHA-256 of `canonical`.
   public var hash: String
+  /// Commands that score the output after a merge (not part of the hash: they do not change
+  /// the output).
+  public var evaluators: [EvaluatorSpec] = []
+  /// For a point of a parameter sweep: the swept parameters and their values.
+  public var sweepPoint: SweepPoint?
 
   /// The input whose keys, shapes and integer tensors define the output.
   public var referenceInput: String { Recipe.referenceInput(inputs: inputs, steps: steps, output: output) }
@@ -165,5 +170,37 @@ public struct Recipe: Sendable {
   /// Names of other recipes this one reads.
   public var dependencies: [String] {
     inputs.compactMap { if case .recipe(let n) = $0.source { return n } else { return nil } }
+  }
+}
+
+/// An external evaluator: a command run after the merge whose standard output is a JSON
+/// object of named numbers, recorded as metrics of the run.
+public struct EvaluatorSpec: Sendable, Equatable {
+  public var name: String
+  /// argv; placeholders `{artifact}`, `{output_sha256}`, `{recipe}`, `{experiment}`,
+  /// `{workspace}` and `{input:NAME}` are expanded when it runs.
+  public var command: [String]
+  public var timeout: Double
+  public var line: Int
+
+  public init(name: String, command: [String], timeout: Double, line: Int) {
+    self.name = name
+    self.command = command
+    self.timeout = timeout
+    self.line = line
+  }
+}
+
+/// Which sweep a recipe point comes from and the values it takes.
+public struct SweepPoint: Sendable, Equatable {
+  /// The swept recipe's name (the points are `<name>-<index>`).
+  public var sweep: String
+  public var index: Int
+  /// Parameter path (e.g. `steps.blend.alpha` or `steps.blend.alpha.blocks.IN04`) → value.
+  public var values: [(path: String, value: Double)]
+
+  public static func == (a: SweepPoint, b: SweepPoint) -> Bool {
+    a.sweep == b.sweep && a.index == b.index && a.values.map(\.path) == b.values.map(\.path)
+      && a.values.map(\.value) == b.values.map(\.value)
   }
 }

@@ -7,7 +7,8 @@ import Yams
 /// before any tensor is read: unknown keys (with a suggestion), wrong types, out-of-range
 /// values, missing or cyclic references.
 public enum RecipeParser {
-  static let topKeys = ["mixlab", "name", "description", "inputs", "steps", "output"]
+  static let topKeys = ["mixlab", "name", "description", "inputs", "steps", "output", "evaluate"]
+  static let evaluatorKeys = ["name", "command", "timeout"]
   static let inputKeys = ["path", "sha256", "recipe", "synth"]
   static let synthKeys = ["arch", "seed", "index", "scale", "dtype"]
   static let stepFixedKeys = ["method", "models", "base", "weights", "seed"]
@@ -33,6 +34,31 @@ public enum RecipeParser {
     var p = Parse(file: file, text: text)
     do {
       return try p.run(name: name ?? ((file as NSString).lastPathComponent as NSString).deletingPathExtension)
+    } catch let e as RecipeError {
+      throw e
+    } catch {
+      throw RecipeError(file: file, line: 1, column: 1, message: "\(error)")
+    }
+  }
+
+  /// The checks run on recipe text before YAML composes it (size, anchors and aliases,
+  /// nesting depth).
+  static func prescan(_ text: String, file: String) throws(RecipeError) {
+    let p = Parse(file: file, text: text)
+    do {
+      try p.prescan()
+    } catch let e as RecipeError {
+      throw e
+    } catch {
+      throw RecipeError(file: file, line: 1, column: 1, message: "\(error)")
+    }
+  }
+
+  /// Parses an experiment's `evaluators.yaml`: `mixlab: 1` and an `evaluate:` list.
+  public static func parseEvaluators(_ text: String, file: String) throws(RecipeError) -> [EvaluatorSpec] {
+    var p = Parse(file: file, text: text)
+    do {
+      return try p.runEvaluators()
     } catch let e as RecipeError {
       throw e
     } catch {
@@ -164,6 +190,17 @@ private struct Parse {
 
   static let nodeIndicators: [UInt8] = [":", "-", "?", "[", "{", ","].map { UInt8(ascii: $0) }
 
+  mutating func runEvaluators() throws -> [EvaluatorSpec] {
+    try prescan()
+    guard let root = try Yams.compose(yaml: text) else { return [] }
+    let top = try mapping(root, "evaluators.yaml", allowed: ["mixlab", "evaluate"])
+    guard let v = top["mixlab"], try integer(v, "mixlab") == Recipe.formatVersion else {
+      throw err(root, "evaluators.yaml needs `mixlab: \(Recipe.formatVersion)`")
+    }
+    guard let e = top["evaluate"] else { return [] }
+    return try parseEvaluators(e, inputs: nil)
+  }
+
   mutating func run(name: String) throws -> Recipe {
     try prescan()
     let root: Node
@@ -236,9 +273,66 @@ private struct Parse {
     let output = try parseOutput(outputNode, inputs: inputs, steps: steps)
     steps = try order(steps, keys: stepKeys)
     let canonical = Canonical.json(inputs: inputs, steps: steps, output: output)
-    return Recipe(
+    var recipe = Recipe(
       file: file, name: recipeName, text: text, description: description, inputs: inputs, steps: steps, output: output,
       canonical: canonical, hash: Digest.sha256(canonical))
+    if let e = top["evaluate"] { recipe.evaluators = try parseEvaluators(e, inputs: inputs.map(\.name)) }
+    return recipe
+  }
+
+  /// `evaluate:` — a list of `{name, command, timeout}`; `command` is a list of arguments or
+  /// one string run by `/bin/sh -c`.
+  func parseEvaluators(_ node: Node, inputs: [String]?) throws -> [EvaluatorSpec] {
+    var out: [EvaluatorSpec] = []
+    for e in try sequence(node, "evaluate") {
+      let m = try mapping(e, "an evaluator", allowed: RecipeParser.evaluatorKeys)
+      guard let nameNode = m["name"] else { throw err(e, "an evaluator needs a `name`") }
+      let name = try string(nameNode, "name")
+      try validName(nameNode, name, "evaluator name")
+      guard !out.contains(where: { $0.name == name }) else { throw err(nameNode, "two evaluators are named `\(name)`") }
+      guard let commandNode = m["command"] else { throw err(e, "evaluator `\(name)` needs a `command`") }
+      var command: [String]
+      if case .scalar = commandNode {
+        command = ["/bin/sh", "-c", try string(commandNode, "command")]
+      } else {
+        command = []
+        for a in try sequence(commandNode, "command") { command.append(try string(a, "command argument")) }
+      }
+      guard !command.isEmpty, !command[0].isEmpty else { throw err(commandNode, "evaluator `\(name)` has an empty command") }
+      for arg in command {
+        for placeholder in Self.placeholders(in: arg) {
+          let known = ["artifact", "output_sha256", "recipe", "experiment", "workspace"]
+          if known.contains(placeholder) { continue }
+          if placeholder.hasPrefix("input:") {
+            let input = String(placeholder.dropFirst(6))
+            if let inputs, !inputs.contains(input) {
+              throw err(commandNode, "`{\(placeholder)}`: `\(input)` is not an input\(Suggest.hint(input, among: inputs))")
+            }
+            continue
+          }
+          throw err(
+            commandNode,
+            "unknown placeholder `{\(placeholder)}` (known: {artifact}, {output_sha256}, {recipe}, {experiment}, {workspace}, {input:NAME})")
+        }
+      }
+      var timeout = 600.0
+      if let t = m["timeout"] {
+        timeout = try number(t, "timeout")
+        guard timeout > 0 && timeout <= 86_400 else { throw err(t, "timeout must be between 0 and 86400 seconds") }
+      }
+      out.append(EvaluatorSpec(name: name, command: command, timeout: timeout, line: e.mark?.line ?? 1))
+    }
+    return out
+  }
+
+  static func placeholders(in arg: String) -> [String] {
+    var out: [String] = []
+    var rest = Substring(arg)
+    while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
+      out.append(String(rest[rest.index(after: open)..<close]))
+      rest = rest[rest.index(after: close)...]
+    }
+    return out
   }
 
   /// " (while parsing a flow sequence started at line 9, column 13)" from libyaml's context.
