@@ -483,7 +483,9 @@ struct TensorRun<T: ComputeScalar> {
   }
 
   /// Adds |out|² and, per leaf, ⟨out, x⟩, |x|² and |out − x|² of one group (or slice) to `sums`.
-  func measure(_ out: UnsafeMutablePointer<T>, group grp: Group, scratch: UnsafeMutablePointer<T>, into sums: UnsafeMutablePointer<Double>) {
+  func measure(
+    _ out: UnsafeMutablePointer<T>, group grp: Group, scratch: UnsafeMutablePointer<T>, into sums: UnsafeMutablePointer<Double>
+  ) {
     let n = grp.count
     sums[0] += Dots.dot(out, nil, out, nil, n)
     for l in program.leaves.indices {

@@ -193,7 +193,8 @@ public enum Planner {
     for p in planned { byName[p.spec.name] = p }
     return MergePlan(
       architecture: arch, tensors: order.map { byName[$0.name]! }, inputNames: spec.inputNames,
-      nodeIDs: spec.nodes.map(\.id), referenceInput: spec.reference, computeType: spec.computeType, metadata: spec.metadata, notes: notes)
+      nodeIDs: spec.nodes.map(\.id), referenceInput: spec.reference, computeType: spec.computeType, metadata: spec.metadata,
+      notes: notes)
   }
 
   static func mainSource(_ r: Ref) -> Source {

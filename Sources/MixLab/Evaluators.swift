@@ -66,12 +66,14 @@ public enum Evaluators {
   static func runOne(_ spec: EvaluatorSpec, context c: Context) -> (EvaluationRecord, [String: Double]) {
     let started = Date()
     let argv = spec.command.map { expand($0, c) }
-    // Files the command names (scripts, targets), hashed so the record says what scored the
-    // output; the artifact and the inputs are already recorded by hash.
+    // Files in the workspace the command names (scripts, reference data), hashed so the
+    // record says what scored the output; the artifact and inputs are recorded by hash
+    // already, and files outside the workspace (interpreters) would only leak local paths.
     var files: [String: String] = [:]
     let skip = Set([c.artifact] + Array(c.inputs.values)).map(Workspace.absolute)
-    for a in argv.dropFirst() {
+    for a in argv where a.contains("/") {
       let path = Workspace.absolute(a)
+      guard path.hasPrefix(c.workspace.root + "/") else { continue }
       var isDir: ObjCBool = false
       guard !skip.contains(path), FileManager.default.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue,
         let data = FileManager.default.contents(atPath: path)

@@ -59,7 +59,7 @@ public enum History {
     var shas = Set(try ws.index().findRuns(prefix: p).map(\.outputSHA256))
     if shas.isEmpty {
       for folder in (try? git.list(directory: "runs")) ?? [] where folder.hasPrefix(p) { shas.insert(folder) }
-      if let commit = try? git.resolveCommit(prefix: p) {
+      if p.count <= 40, let commit = try? git.resolveCommit(prefix: p) {
         for folder in (try? git.list(directory: "runs", at: commit)) ?? [] {
           if let d = try? git.read(path: "runs/\(folder)/manifest.json", at: commit), let r = try? RunRecord.decode(d) {
             let lastTouch = (try? git.lastCommits(touching: "runs", at: commit))?[folder]

@@ -67,7 +67,8 @@ public enum MetricsTable {
     var rows = order.map { key -> Row in
       let r = latest[key]!
       return Row(
-        experiment: r.experiment, recipe: r.recipeName, runID: r.runID, outputSHA256: r.outputSHA256, metrics: byRun[r.runID] ?? [:])
+        experiment: r.experiment, recipe: r.recipeName, runID: r.runID, outputSHA256: r.outputSHA256,
+        metrics: byRun[r.runID] ?? [:])
     }
     let columns =
       wanted ?? (evaluatorNames.sorted() + defaultWeightMetrics.filter { c in rows.contains { $0.metrics[c] != nil } })

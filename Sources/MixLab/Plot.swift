@@ -12,7 +12,9 @@ public struct ScatterPlot: Sendable {
   /// Draw a line through the points in x order (when y is a function of x alone).
   public var connect: Bool
 
-  public init(title: String, xLabel: String, yLabel: String, points: [(x: Double, y: Double)], highlight: Int?, connect: Bool = true) {
+  public init(
+    title: String, xLabel: String, yLabel: String, points: [(x: Double, y: Double)], highlight: Int?, connect: Bool = true
+  ) {
     self.title = title
     self.xLabel = xLabel
     self.yLabel = yLabel
@@ -53,17 +55,22 @@ public struct ScatterPlot: Sendable {
 
       """
     // Axes and ticks.
-    s += "<line x1=\"\(Self.f(left))\" y1=\"\(Self.f(h - bottom))\" x2=\"\(Self.f(w - right))\" y2=\"\(Self.f(h - bottom))\" stroke=\"black\"/>\n"
-    s += "<line x1=\"\(Self.f(left))\" y1=\"\(Self.f(top))\" x2=\"\(Self.f(left))\" y2=\"\(Self.f(h - bottom))\" stroke=\"black\"/>\n"
+    s +=
+      "<line x1=\"\(Self.f(left))\" y1=\"\(Self.f(h - bottom))\" x2=\"\(Self.f(w - right))\" y2=\"\(Self.f(h - bottom))\" stroke=\"black\"/>\n"
+    s +=
+      "<line x1=\"\(Self.f(left))\" y1=\"\(Self.f(top))\" x2=\"\(Self.f(left))\" y2=\"\(Self.f(h - bottom))\" stroke=\"black\"/>\n"
     for i in 0...4 {
       let xv = x0 + (x1 - x0) * Double(i) / 4
       let yv = y0 + (y1 - y0) * Double(i) / 4
       s += "<text x=\"\(Self.f(px(xv)))\" y=\"\(Self.f(h - bottom + 16))\" text-anchor=\"middle\">\(Self.label(xv))</text>\n"
       s += "<text x=\"\(Self.f(left - 6))\" y=\"\(Self.f(py(yv) + 4))\" text-anchor=\"end\">\(Self.label(yv))</text>\n"
-      s += "<line x1=\"\(Self.f(left))\" y1=\"\(Self.f(py(yv)))\" x2=\"\(Self.f(w - right))\" y2=\"\(Self.f(py(yv)))\" stroke=\"#ddd\"/>\n"
+      s +=
+        "<line x1=\"\(Self.f(left))\" y1=\"\(Self.f(py(yv)))\" x2=\"\(Self.f(w - right))\" y2=\"\(Self.f(py(yv)))\" stroke=\"#ddd\"/>\n"
     }
-    s += "<text x=\"\(Self.f((left + w - right) / 2))\" y=\"\(Self.f(h - 12))\" text-anchor=\"middle\">\(Self.escape(xLabel))</text>\n"
-    s += "<text x=\"16\" y=\"\(Self.f((top + h - bottom) / 2))\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(Self.f((top + h - bottom) / 2)))\">\(Self.escape(yLabel))</text>\n"
+    s +=
+      "<text x=\"\(Self.f((left + w - right) / 2))\" y=\"\(Self.f(h - 12))\" text-anchor=\"middle\">\(Self.escape(xLabel))</text>\n"
+    s +=
+      "<text x=\"16\" y=\"\(Self.f((top + h - bottom) / 2))\" text-anchor=\"middle\" transform=\"rotate(-90 16 \(Self.f((top + h - bottom) / 2)))\">\(Self.escape(yLabel))</text>\n"
     // A line through the points in x order, then the points.
     let sorted = points.enumerated().sorted { $0.element.x < $1.element.x }
     if connect && sorted.count > 1 {
@@ -80,7 +87,8 @@ public struct ScatterPlot: Sendable {
       let nearRight = px(p.x) > w - right - 80
       let anchor = nearRight ? "end" : "start"
       let dx = nearRight ? -8.0 : 8.0
-      s += "<text x=\"\(Self.f(px(p.x) + dx))\" y=\"\(Self.f(py(p.y) - 8))\" text-anchor=\"\(anchor)\" fill=\"#d62728\">best \(Self.label(p.x))</text>\n"
+      s +=
+        "<text x=\"\(Self.f(px(p.x) + dx))\" y=\"\(Self.f(py(p.y) - 8))\" text-anchor=\"\(anchor)\" fill=\"#d62728\">best \(Self.label(p.x))</text>\n"
     }
     s += "</svg>\n"
     return s

@@ -313,10 +313,12 @@ public final class Runner: @unchecked Sendable {
     var record = try RunRecord.decode(data)
     let (evaluations, metrics) = Evaluators.run(
       Evaluators.declared(experiment: exp, recipe: recipe),
-      context: evaluationContext(recipe, exp: exp, artifact: artifact, sha256: outputSHA256, inputs: inputs), quiet: options.quiet)
+      context: evaluationContext(recipe, exp: exp, artifact: artifact, sha256: outputSHA256, inputs: inputs), quiet: options.quiet
+    )
     record.evaluations = evaluations
     record.metrics = record.metrics.filter { !$0.scope.hasPrefix("evaluator:") } + metrics
-    let commit = try git.commit(files: try record.gitFiles(), message: record.commitMessage + " (evaluated)", time: record.commitTime)
+    let commit = try git.commit(
+      files: try record.gitFiles(), message: record.commitMessage + " (evaluated)", time: record.commitTime)
     let index = try workspace.index()
     let shapes = try index.tensors(artifact: outputSHA256).reduce(into: [String: (dtype: String, shape: [Int])]()) { d, t in
       if let dt = t.dtype, let sh = t.shape { d[t.key] = (dt, sh) }

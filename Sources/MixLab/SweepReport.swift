@@ -32,7 +32,8 @@ public enum SweepReport {
   ///
   /// - Parameter metric: the metric to optimize; default the first evaluator metric found,
   ///   else `cosine` (overall).
-  public static func run(experiment exp: Experiment, workspace ws: Workspace, metric: String?, minimize: Bool?) throws -> [Result] {
+  public static func run(experiment exp: Experiment, workspace ws: Workspace, metric: String?, minimize: Bool?) throws -> [Result]
+  {
     let sweeps = Dictionary(grouping: exp.recipes.filter { $0.sweepPoint != nil }) { $0.sweepPoint!.sweep }
     guard !sweeps.isEmpty else { return [] }
     let index = try ws.index()
@@ -50,7 +51,10 @@ public enum SweepReport {
           if let v = m.value { values[p.name, default: [:]][m.name] = v }
         }
       }
-      let evaluatorMetric = metrics.first { m in m.scope.hasPrefix("evaluator:") && points.contains { p in runs.contains { $0.runID == m.runID && $0.recipeName == p.name } } }?.name
+      let evaluatorMetric = metrics.first { m in
+        m.scope.hasPrefix("evaluator:")
+          && points.contains { p in runs.contains { $0.runID == m.runID && $0.recipeName == p.name } }
+      }?.name
       let chosen = metric ?? evaluatorMetric ?? "cosine"
       let lower = minimize ?? MetricsTable.lowerIsBetter(chosen)
       var reportPoints: [Point] = []
@@ -102,9 +106,12 @@ public enum SweepReport {
     var lines: [String] = []
     for r in results {
       let measured = r.points.filter { $0.metric != nil }.count
-      lines.append("sweep \(r.sweep): \(r.points.count) points, \(measured) measured; metric \(r.metric) (\(r.lowerIsBetter ? "lower" : "higher") is better)")
+      lines.append(
+        "sweep \(r.sweep): \(r.points.count) points, \(measured) measured; metric \(r.metric) (\(r.lowerIsBetter ? "lower" : "higher") is better)"
+      )
       if let best = r.best, let p = r.points.first(where: { $0.recipe == best }) {
-        let values = p.values.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.4g", $0.value))" }.joined(separator: ", ")
+        let values = p.values.sorted { $0.key < $1.key }.map { "\($0.key)=\(String(format: "%.4g", $0.value))" }.joined(
+          separator: ", ")
         lines.append("  best: \(best) (\(values)) → \(r.metric) = \(String(format: "%.6g", p.metric ?? .nan))")
       }
       for p in r.plots { lines.append("  plot: \(p)") }

@@ -7,7 +7,8 @@ struct MetricsCommand: ParsableCommand {
     commandName: "metrics",
     abstract: "Runs × metrics of an experiment (weight-space metrics and evaluator results), best per metric marked.")
   @Argument(help: "Experiment name (default: every experiment).") var experiment: String?
-  @Option(name: .customLong("metric"), help: "Columns to show (repeatable); default: evaluator metrics and the overall weight metrics.")
+  @Option(
+    name: .customLong("metric"), help: "Columns to show (repeatable); default: evaluator metrics and the overall weight metrics.")
   var metrics: [String] = []
   @Option(help: "Sort rows by this metric (best first).") var sort: String?
   @Flag(help: "Every recorded run, not only the latest of each recipe.") var all = false

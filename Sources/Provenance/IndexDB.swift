@@ -223,7 +223,12 @@ public struct IndexDB: Sendable {
   /// - Parameter prefix: hex digits, either case.
   /// - Throws: `ProvenanceError.invalidPrefix` when `prefix` is not hex.
   public func findRuns(prefix: String) throws -> [RunRow] {
-    let pattern = try GitStore.hexPrefix(prefix) + "*"  // hex only, so no GLOB metacharacters
+    // Hex only (so no GLOB metacharacters); up to a full SHA-256 (commit ids are 40 digits).
+    let lower = prefix.lowercased()
+    guard !lower.isEmpty, lower.count <= 64, lower.allSatisfy(\.isHexDigit) else {
+      throw ProvenanceError.invalidPrefix(prefix: prefix)
+    }
+    let pattern = lower + "*"
     return try read("finding runs by prefix \(prefix)") { db in
       try RunRow.fetchAll(
         db,

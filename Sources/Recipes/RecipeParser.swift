@@ -312,7 +312,8 @@ private struct Parse {
           }
           throw err(
             commandNode,
-            "unknown placeholder `{\(placeholder)}` (known: {artifact}, {output_sha256}, {recipe}, {experiment}, {workspace}, {input:NAME})")
+            "unknown placeholder `{\(placeholder)}` (known: {artifact}, {output_sha256}, {recipe}, {experiment}, {workspace}, {input:NAME})"
+          )
         }
       }
       var timeout = 600.0
@@ -325,12 +326,19 @@ private struct Parse {
     return out
   }
 
+  /// `{name}` and `{input:NAME}` tokens of an argument; other braces (JSON in a shell
+  /// command) are text.
   static func placeholders(in arg: String) -> [String] {
     var out: [String] = []
     var rest = Substring(arg)
     while let open = rest.firstIndex(of: "{"), let close = rest[open...].firstIndex(of: "}") {
-      out.append(String(rest[rest.index(after: open)..<close]))
-      rest = rest[rest.index(after: close)...]
+      let token = rest[rest.index(after: open)..<close]
+      let parts = token.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+      let looksLikePlaceholder =
+        !token.isEmpty && parts[0].allSatisfy { $0.isASCII && ($0.isLowercase || $0 == "_") }
+        && (parts.count == 1 || parts[1].allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") })
+      if looksLikePlaceholder { out.append(String(token)) }
+      rest = rest[rest.index(after: open)...]
     }
     return out
   }

@@ -69,7 +69,8 @@ public enum Sweep {
     guard !dims.isEmpty else { return nil }
     let total = dims.reduce(1) { $0 * $1.points.count }
     guard total <= maxPoints else {
-      throw RecipeError(file: file, line: 1, column: 1, message: "the sweeps make \(total) points; at most \(maxPoints) are allowed")
+      throw RecipeError(
+        file: file, line: 1, column: 1, message: "the sweeps make \(total) points; at most \(maxPoints) are allowed")
     }
     var recipes: [Recipe] = []
     let digits = max(2, String(total - 1).count)
@@ -122,7 +123,9 @@ public enum Sweep {
   }
 
   static func number(_ node: Node, _ what: String, err: (Node, String) -> RecipeError) throws -> Double {
-    guard case .scalar(let s) = node, let v = Double(s.string), v.isFinite else { throw err(node, "\(what) must be a finite number") }
+    guard case .scalar(let s) = node, let v = Double(s.string), v.isFinite else {
+      throw err(node, "\(what) must be a finite number")
+    }
     return v
   }
 
@@ -171,7 +174,9 @@ public enum Sweep {
         return Dimension(path: path, points: points)
       }
       if keys.isSubset(of: ["blocks", "samples", "seed", "default"]) && keys.contains("blocks") {
-        guard case .mapping(let blocks) = m["blocks"]! else { throw err(m["blocks"]!, "\(path): blocks must map block names to [min, max]") }
+        guard case .mapping(let blocks) = m["blocks"]! else {
+          throw err(m["blocks"]!, "\(path): blocks must map block names to [min, max]")
+        }
         let k = try m["samples"].map { try integer($0, "samples", err: err) } ?? 8
         let seed = try m["seed"].map { UInt64(try integer($0, "seed", err: err)) } ?? 0
         guard k >= 1 && k <= maxPoints else { throw err(spec, "\(path): samples must be between 1 and \(maxPoints)") }
@@ -198,7 +203,10 @@ public enum Sweep {
         }
         return Dimension(path: path, points: points)
       }
-      throw err(spec, "\(path): a sweep is a list, {from, to, steps}, {min, max, samples, seed} or {blocks: {BLOCK: [min, max]}, samples, seed}")
+      throw err(
+        spec,
+        "\(path): a sweep is a list, {from, to, steps}, {min, max, samples, seed} or {blocks: {BLOCK: [min, max]}, samples, seed}"
+      )
     default:
       throw err(spec, "\(path): a sweep is a list, {from, to, steps}, {min, max, samples, seed} or {blocks: …, samples, seed}")
     }

@@ -326,3 +326,41 @@ struct SharedProvenanceTests {
     #expect(r2.stdout.contains("bit-identical"))
   }
 }
+
+@Suite("sweeps and evaluators, end to end")
+struct SweepEndToEndTests {
+  @Test("the sweep-demo experiment: 27 scored runs, metrics table, and a sweep report that finds the target weights")
+  func sweepDemo() throws {
+    let python = try #require(
+      ["/usr/bin/python3", "/usr/local/bin/python3"].first { FileManager.default.isExecutableFile(atPath: $0) },
+      "python3 is needed")
+    _ = python
+    let ws = try RunE2E.Space()
+    try ws.copyExperiment("sweep-demo")
+    let run = try RunE2E.mixlab("run", "--json", "experiments/sweep-demo", in: ws.root)
+    try #require(run.status == 0, "\(run.stderr)")
+    let runs = try #require(try run.json()["runs"] as? [[String: Any]])
+    #expect(runs.count == 27)
+    let metrics = try RunE2E.mixlab("metrics", "sweep-demo", "--json", "--sort", "closeness", in: ws.root)
+    #expect(metrics.status == 0, "\(metrics.stderr)")
+    let table = try metrics.json()
+    let columns = try #require(table["columns"] as? [String])
+    #expect(columns.contains("closeness") && columns.contains("rel_l2_to_target"))
+    let report = try RunE2E.mixlab("sweep", "report", "sweep-demo", "--json", in: ws.root)
+    #expect(report.status == 0, "\(report.stderr)")
+    let sweeps = try #require(try report.json()["sweeps"] as? [[String: Any]])
+    let blocks = try #require(sweeps.first { $0["sweep"] as? String == "blocks" })
+    #expect(blocks["metric"] as? String == "closeness")
+    let best = try #require(blocks["best"] as? String)
+    let points = try #require(blocks["points"] as? [[String: Any]])
+    let values = try #require(points.first { $0["recipe"] as? String == best }?["values"] as? [String: Double])
+    // The target takes 0.2 in IN04, 0.8 in M00, 0.5 in OUT04.
+    #expect(abs(values["steps.blend.alpha.blocks.M00"]! - 0.8) < 0.2, "\(values)")
+    #expect(abs(values["steps.blend.alpha.blocks.IN04"]! - 0.2) < 0.2, "\(values)")
+    let blend = try #require(sweeps.first { $0["sweep"] as? String == "blend" })
+    #expect(["blend-03", "blend-04"].contains(blend["best"] as? String ?? ""))
+    #expect(FileManager.default.fileExists(atPath: ws.root + "/artifacts/sweep-demo/sweeps/blocks.best.yaml"))
+    let again = try RunE2E.mixlab("run", "--json", "experiments/sweep-demo", in: ws.root)
+    #expect(try (again.json()["runs"] as? [[String: Any]])?.allSatisfy { $0["reused"] as? Bool == true } == true)
+  }
+}

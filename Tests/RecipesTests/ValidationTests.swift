@@ -14,7 +14,7 @@ struct ValidationTests {
     expectRefused(
       "mixlab: 1\nnmae: soup\n" + head.dropFirst(10), at: 2, 1, "unknown key `nmae` in the recipe", "did you mean `name`?")
     expectRefused(
-      "mixlab: 1\nzzz: 1\n", at: 2, 1, "unknown key `zzz`", "allowed: description, inputs, mixlab, name, output, steps")
+      "mixlab: 1\nzzz: 1\n", at: 2, 1, "unknown key `zzz`", "allowed: description, evaluate, inputs, mixlab, name, output, steps")
   }
 
   @Test("densty → did you mean `density`")
