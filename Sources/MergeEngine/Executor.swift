@@ -487,12 +487,13 @@ struct TensorRun<T: ComputeScalar> {
     _ out: UnsafeMutablePointer<T>, group grp: Group, scratch: UnsafeMutablePointer<T>, into sums: UnsafeMutablePointer<Double>
   ) {
     let n = grp.count
-    sums[0] += Dots.dot(out, nil, out, nil, n)
+    sums[0] += Dots.squares(out, n)
     for l in program.leaves.indices {
       let x = UnsafePointer(buffer(.leaf(l), scratch: scratch, group: grp))
-      sums[1 + 3 * l] += Dots.dot(out, nil, x, nil, n)
-      sums[2 + 3 * l] += Dots.dot(x, nil, x, nil, n)
-      sums[3 + 3 * l] += Dots.dot(out, x, out, x, n)
+      let s = Dots.similarity(UnsafePointer(out), x, n)
+      sums[1 + 3 * l] += s.dot
+      sums[2 + 3 * l] += s.bb
+      sums[3 + 3 * l] += s.diff
     }
   }
 

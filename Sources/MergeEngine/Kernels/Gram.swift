@@ -39,6 +39,57 @@ enum Dots {
     return (s0 + s1) + (s2 + s3)
   }
 
+  /// ⟨a, b⟩, |b|² and |a − b|² in one pass, with four SIMD lanes of `Double` (element i goes
+  /// to lane i mod 4, lanes summed in a fixed order): deterministic and vectorized, for the
+  /// run metrics.
+  @inline(__always)
+  static func similarity<T: ComputeScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int) -> (
+    dot: Double, bb: Double, diff: Double
+  ) {
+    var dot = SIMD4<Double>()
+    var bb = SIMD4<Double>()
+    var diff = SIMD4<Double>()
+    var e = 0
+    while e + 4 <= n {
+      let x = SIMD4<Double>(a[e].double, a[e + 1].double, a[e + 2].double, a[e + 3].double)
+      let y = SIMD4<Double>(b[e].double, b[e + 1].double, b[e + 2].double, b[e + 3].double)
+      dot += x * y
+      bb += y * y
+      let d = x - y
+      diff += d * d
+      e += 4
+    }
+    var tail = (0.0, 0.0, 0.0)
+    while e < n {
+      let x = a[e].double
+      let y = b[e].double
+      tail.0 += x * y
+      tail.1 += y * y
+      tail.2 += (x - y) * (x - y)
+      e += 1
+    }
+    func sum(_ v: SIMD4<Double>) -> Double { (v[0] + v[1]) + (v[2] + v[3]) }
+    return (sum(dot) + tail.0, sum(bb) + tail.1, sum(diff) + tail.2)
+  }
+
+  /// |a|² with four SIMD lanes, as `similarity`.
+  @inline(__always)
+  static func squares<T: ComputeScalar>(_ a: UnsafePointer<T>, _ n: Int) -> Double {
+    var acc = SIMD4<Double>()
+    var e = 0
+    while e + 4 <= n {
+      let x = SIMD4<Double>(a[e].double, a[e + 1].double, a[e + 2].double, a[e + 3].double)
+      acc += x * x
+      e += 4
+    }
+    var tail = 0.0
+    while e < n {
+      tail += a[e].double * a[e].double
+      e += 1
+    }
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+  }
+
   /// Upper-triangular Gram entries of `vectors` (each minus `base` when given), row-major:
   /// (0,0), (0,1), …, (0,n−1), (1,1), …
   static func gram<T: ComputeScalar>(
