@@ -158,7 +158,7 @@ public enum Publish {
           (outputName, { dst in try copyFile(artifact, to: dst, name: outputName) }))
       }
       if options.model == .embedded || options.model == .both {
-        let meta = try embeddedMetadata(record: record, recipeText: recipeText, manifestSHA: manifestSHA)
+        let meta = try embeddedMetadata(record: published, recipeText: recipeText, manifestSHA: manifestSHA)
         for (k, v) in meta {
           let l = redactor.leaks(in: v, words: false)
           if !l.isEmpty { throw MixLabError.message("the embedded metadata `\(k)` would reveal \(l.joined(separator: ", "))") }

@@ -80,7 +80,7 @@ struct Redactor {
     let scalars = Array(text.unicodeScalars)
     var out = String.UnicodeScalarView()
     var i = 0
-    let starters: Set<Unicode.Scalar> = [" ", "\t", "\n", "\r", "\"", "'", "(", "[", "{", "=", ",", "`", "<", ">"]
+    let starters: Set<Unicode.Scalar> = [" ", "\t", "\n", "\r", "\"", "'", "(", "[", "{", "=", ",", "`"]
     let stoppers: Set<Unicode.Scalar> = [" ", "\t", "\n", "\r", "\"", "'", "`", "<", ">", "|", ",", ")", "]", "}"]
     while i < scalars.count {
       let s = scalars[i]

@@ -33,9 +33,19 @@ public enum InputPathRewrite {
         if let pin = pins[name] { rep += ", sha256: \(pin)" }
         edits.append((mark.line, mark.column, s, rep + "}"))
       case .mapping(let m):
-        guard let pv = m.first(where: { k2, _ in k2.string == "path" })?.value, case .scalar(let s) = pv, let mark = pv.mark
+        guard let entry = m.first(where: { k2, _ in k2.string == "path" }), case .scalar(let s) = entry.value,
+          let mark = entry.value.mark
         else { continue }
-        edits.append((mark.line, mark.column, s, quote(newPath)))
+        var rep = quote(newPath)
+        if let pin = pins[name], !m.contains(where: { k2, _ in k2.string == "sha256" }) {
+          if m.style == .flow {
+            rep += ", sha256: \(pin)"
+          } else if let keyMark = entry.key.mark, keyMark.line == mark.line {
+            // Block style: the pin goes on a line of its own, at the key's indentation.
+            rep += "\n" + String(repeating: " ", count: keyMark.column - 1) + "sha256: \(pin)"
+          }
+        }
+        edits.append((mark.line, mark.column, s, rep))
       default:
         continue
       }
