@@ -152,7 +152,8 @@ enum Card {
     case .gradient(let v): return "gradient [" + v.map(number).joined(separator: ", ") + "]"
     case .blockList(let v): return "blocks [" + v.map(number).joined(separator: ", ") + "]"
     case .blocks(let v, let f):
-      let order = ["BASE"] + (0..<12).map { String(format: "IN%02d", $0) } + ["M00"]
+      let order =
+        ["BASE"] + (0..<12).map { String(format: "IN%02d", $0) } + ["M00"]
         + (0..<12).map { String(format: "OUT%02d", $0) } + ["VAE"]
       let keys = v.keys.sorted { (order.firstIndex(of: $0) ?? 99) < (order.firstIndex(of: $1) ?? 99) }
       return "blocks {" + keys.map { "\($0): \(number(v[$0]!))" }.joined(separator: ", ") + "}"

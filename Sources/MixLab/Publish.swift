@@ -117,7 +117,8 @@ public enum Publish {
     // The run record, with the same substitutions.
     var published = record
     published.recipeYAML = recipeText
-    published.recipePath = record.recipePath.hasPrefix("/") ? (record.recipePath as NSString).lastPathComponent : record.recipePath
+    published.recipePath =
+      record.recipePath.hasPrefix("/") ? (record.recipePath as NSString).lastPathComponent : record.recipePath
     published.inputs = publishedInputs
     if published.output.path.hasPrefix("/") { published.output.path = (published.output.path as NSString).lastPathComponent }
     published.notes = record.notes.mapValues { redactor.redact($0, count: &redactions) }
@@ -176,7 +177,8 @@ public enum Publish {
     let attestation = try Attestation.make(
       record: published, commit: commit, outputName: outputName, embedded: embeddedFile, recipeText: recipeText,
       recipeSHA: Digest.sha256(recipeData), manifestSHA: manifestSHA)
-    let card = Card.make(record: published, recipe: parsed, recipeText: recipeText, commit: commit, outputName: outputName,
+    let card = Card.make(
+      record: published, recipe: parsed, recipeText: recipeText, commit: commit, outputName: outputName,
       embedded: embeddedFile, includesOriginal: files.contains { $0.name == outputName })
     let texts: [(String, Data)] = [
       (recipeName, recipeData), (manifestName, manifest), (attestationName, attestation), (cardName, Data(card.utf8)),

@@ -99,7 +99,9 @@ public enum Verify {
         let ok = recipe.hash == recipeParams.sha256
         check(
           "recipe hash", ok,
-          ok ? "\(recipe.hash) as attested" : "the recipe's canonical hash is \(recipe.hash) but the attestation says \(recipeParams.sha256)")
+          ok
+            ? "\(recipe.hash) as attested"
+            : "the recipe's canonical hash is \(recipe.hash) but the attestation says \(recipeParams.sha256)")
       } catch {
         check("recipe hash", false, "\(Publish.recipeName) does not parse: \(error.localizedDescription)")
       }
@@ -107,7 +109,9 @@ public enum Verify {
     let canonicalOK = Digest.sha256(recipeParams.canonical) == recipeParams.sha256
     check(
       "canonical recipe", canonicalOK,
-      canonicalOK ? "SHA-256 of the attested canonical form is the recipe hash" : "the attested canonical form does not hash to the recipe hash")
+      canonicalOK
+        ? "SHA-256 of the attested canonical form is the recipe hash"
+        : "the attested canonical form does not hash to the recipe hash")
 
     // The manifest.
     var manifest: RunRecord?
@@ -144,12 +148,14 @@ public enum Verify {
       for d in att.predicate.buildDefinition.resolvedDependencies where !card.contains(d.digest["sha256"] ?? "-") {
         missing.append("input `\(d.name)`'s sha256")
       }
-      for s in att.subject where s.annotations?[Attestation.roleKey] == "embedded-copy" && !card.contains(s.digest["sha256"] ?? "-") {
+      for s in att.subject
+      where s.annotations?[Attestation.roleKey] == "embedded-copy" && !card.contains(s.digest["sha256"] ?? "-") {
         missing.append("the embedded copy's sha256")
       }
       check(
         Publish.cardName, missing.isEmpty,
-        missing.isEmpty ? "names the attested output, inputs and recipe hash" : "does not name \(missing.joined(separator: ", "))")
+        missing.isEmpty ? "names the attested output, inputs and recipe hash" : "does not name \(missing.joined(separator: ", "))"
+      )
     } else {
       check(Publish.cardName, false, "missing")
     }
@@ -161,7 +167,14 @@ public enum Verify {
         var problems: [String] = []
         if f.metadata["mixlab.recipe_sha256"] != recipeParams.sha256 { problems.append("mixlab.recipe_sha256") }
         if f.metadata["mixlab.source_sha256"] != outputSHA { problems.append("mixlab.source_sha256") }
-        if let m = sha(Publish.manifestName), f.metadata["mixlab.manifest_sha256"] != m { problems.append("mixlab.manifest_sha256") }
+        if let text = FileManager.default.contents(atPath: path(Publish.recipeName)),
+          f.metadata["mixlab.recipe"] != String(decoding: text, as: UTF8.self)
+        {
+          problems.append("mixlab.recipe (not \(Publish.recipeName))")
+        }
+        if let m = sha(Publish.manifestName), f.metadata["mixlab.manifest_sha256"] != m {
+          problems.append("mixlab.manifest_sha256")
+        }
         let scan = Scanner.scan(f, perTensor: false, scanNonFinite: false)
         let want = s.annotations?["mixlab.tensor_data_sha256"] ?? manifest?.output.tensorDataSHA256 ?? ""
         if scan.tensorDataSHA256 != want { problems.append("tensor data sha256 \(scan.tensorDataSHA256.prefix(12))") }

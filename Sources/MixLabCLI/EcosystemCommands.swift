@@ -5,7 +5,8 @@ import MixLab
 struct PublishCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "publish",
-    abstract: "Write a publishable folder: model card, recipe, run record and in-toto/SLSA attestation (and the model on request).")
+    abstract:
+      "Write a publishable folder: model card, recipe, run record and in-toto/SLSA attestation (and the model on request).")
   @Argument(help: "Prefix of the output SHA-256, run id or commit.") var hash: String
   @Option(help: "The folder to write (created; must be empty unless --force).") var to: String
   @Option(
@@ -32,7 +33,9 @@ struct PublishCommand: ParsableCommand {
       return
     }
     print("published run \(outcome.runID) (output \(outcome.outputSHA256.prefix(12))) to \(outcome.folder)")
-    for f in outcome.files { print("  \(f.name.padding(toLength: 34, withPad: " ", startingAt: 0)) \(f.sha256)  \(Format.bytes(f.size))") }
+    for f in outcome.files {
+      print("  \(f.name.padding(toLength: 34, withPad: " ", startingAt: 0)) \(f.sha256)  \(Format.bytes(f.size))")
+    }
     if outcome.redactions > 0 {
       print("  \(outcome.redactions) local path(s), user or host name(s) in notes or recipe comments were replaced")
     }
@@ -57,13 +60,16 @@ struct VerifyCommand: ParsableCommand {
 struct ImportCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "import",
-    abstract: "Convert a mergekit YAML config, an sd-mecha .mecha recipe or a model's A1111/supermerger merge metadata into a mixlab recipe.")
+    abstract:
+      "Convert a mergekit YAML config, an sd-mecha .mecha recipe or a model's A1111/supermerger merge metadata into a mixlab recipe."
+  )
   @Argument(help: "A mergekit .yaml, an sd-mecha .mecha, or a .safetensors model with sd_merge_recipe metadata.") var file: String
   @Option(help: "Write the recipe here (default: print it). Input paths are written relative to its folder.") var out: String?
   @Option(help: "Source format: mergekit, mecha or a1111 (default: from the extension).") var format: String?
   @Option(
     name: .customLong("model"),
-    help: "REF=PATH: where a model the source names is (a Hugging Face id, a sd-mecha path, an A1111 name or SHA-256 prefix); repeatable."
+    help:
+      "REF=PATH: where a model the source names is (a Hugging Face id, a sd-mecha path, an A1111 name or SHA-256 prefix); repeatable."
   )
   var models: [String] = []
   @Option(help: "Folder where sd-mecha and A1111 model names are looked up (default: the source file's folder).") var modelsDir:

@@ -19,7 +19,8 @@ public enum InputPathRewrite {
     guard let root = try? Yams.compose(yaml: text), case .mapping(let top) = root else {
       throw fail("the recorded recipe is not a YAML mapping")
     }
-    guard let inputsNode = top.first(where: { k, _ in k.string == "inputs" })?.value, case .mapping(let inputs) = inputsNode else {
+    guard let inputsNode = top.first(where: { k, _ in k.string == "inputs" })?.value, case .mapping(let inputs) = inputsNode
+    else {
       throw fail("the recorded recipe has no inputs mapping")
     }
     // (line, column, replacement) for each scalar to replace.

@@ -14,7 +14,9 @@ struct EcosystemEndToEndTests {
     let dir = FileManager.default.temporaryDirectory.path + "/mixlab-e2e-eco-\(UUID().uuidString)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     #expect(try mixlab(["init", "."], in: dir).status == 0)
-    #expect(try mixlab(["synth", "--arch", "sd1", "--count", "3", "--seed", "4", "--scale", "0.02", "--out", "models"], in: dir).status == 0)
+    #expect(
+      try mixlab(["synth", "--arch", "sd1", "--count", "3", "--seed", "4", "--scale", "0.02", "--out", "models"], in: dir).status
+        == 0)
     return dir
   }
 

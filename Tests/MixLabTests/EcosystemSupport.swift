@@ -93,7 +93,8 @@ func expectClose(
   _ actual: [Double], _ expected: [Double], tolerance: Double = 2e-6, _ what: String,
   sourceLocation: SourceLocation = #_sourceLocation
 ) {
-  #expect(actual.count == expected.count, "\(what): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
+  #expect(
+    actual.count == expected.count, "\(what): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
   var worst = 0.0
   var at = 0
   for (i, (a, e)) in zip(actual, expected).enumerated() {

@@ -15,7 +15,9 @@ struct ImportTests {
     return (t, t.root + "/configs")
   }
 
-  func importing(_ t: TempWorkspace, _ file: String, _ text: String, models: [String: String] = [:]) throws -> ImportRecipe.Outcome {
+  func importing(_ t: TempWorkspace, _ file: String, _ text: String, models: [String: String] = [:]) throws
+    -> ImportRecipe.Outcome
+  {
     try text.write(toFile: file, atomically: true, encoding: .utf8)
     return try ImportRecipe.run(
       file: file, out: t.root + "/experiments/imp/x.yaml", format: nil, models: models, modelsDir: nil, shallow: false,
@@ -26,13 +28,31 @@ struct ImportTests {
     "mergekit constructs without a mixlab equivalent are named with their line",
     arguments: [
       ("merge_method: nuslerp\nmodels:\n  - model: ../models/m1\n", "nuslerp", 1),
-      ("merge_method: ties\nbase_model: ../models/m0\nmodels:\n  - model: ../models/m1\n    parameters: {weight: 1, density: 0.5, frobnicate: 2}\n", "frobnicate", 5),
+      (
+        "merge_method: ties\nbase_model: ../models/m0\nmodels:\n  - model: ../models/m1\n    parameters: {weight: 1, density: 0.5, frobnicate: 2}\n",
+        "frobnicate", 5
+      ),
       ("merge_method: linear\nmodels:\n  - model: ../models/m1+some/lora\n", "LoRA", 3),
-      ("merge_method: linear\ntokenizer_source: union\nmodels:\n  - model: ../models/m1\n    parameters: {weight: 1}\n", "tokenizer_source", 2),
-      ("merge_method: passthrough\nslices:\n  - sources:\n    - model: ../models/m0\n      layer_range: [0, 2]\n  - sources:\n    - model: ../models/m1\n      layer_range: [1, 3]\n", "frankenmerge", 2),
-      ("merge_method: linear\nslices:\n  - sources:\n    - model: ../models/m0\n      layer_range: [0, 2]\n      parameters: {weight: 1}\n", "whole depth", 4),
-      ("merge_method: ties\nbase_model: ../models/m0\nmodels:\n  - model: ../models/m1\n    parameters: {weight: 1, density: 0.5}\n  - model: ../models/m0\n    parameters: {weight: 1, density: 0.3}\n", "", 0),
-      ("merge_method: linear\nmodels:\n  - model: someone/unknown-model\n    parameters: {weight: 1}\n", "--model someone/unknown-model=DIR", 3),
+      (
+        "merge_method: linear\ntokenizer_source: union\nmodels:\n  - model: ../models/m1\n    parameters: {weight: 1}\n",
+        "tokenizer_source", 2
+      ),
+      (
+        "merge_method: passthrough\nslices:\n  - sources:\n    - model: ../models/m0\n      layer_range: [0, 2]\n  - sources:\n    - model: ../models/m1\n      layer_range: [1, 3]\n",
+        "frankenmerge", 2
+      ),
+      (
+        "merge_method: linear\nslices:\n  - sources:\n    - model: ../models/m0\n      layer_range: [0, 2]\n      parameters: {weight: 1}\n",
+        "whole depth", 4
+      ),
+      (
+        "merge_method: ties\nbase_model: ../models/m0\nmodels:\n  - model: ../models/m1\n    parameters: {weight: 1, density: 0.5}\n  - model: ../models/m0\n    parameters: {weight: 1, density: 0.3}\n",
+        "", 0
+      ),
+      (
+        "merge_method: linear\nmodels:\n  - model: someone/unknown-model\n    parameters: {weight: 1}\n",
+        "--model someone/unknown-model=DIR", 3
+      ),
     ])
   func mergekitErrors(text: String, mention: String, line: Int) throws {
     let (t, configs) = try setup()

@@ -20,7 +20,9 @@ struct MergekitConformanceTests {
     init(_ t: TempWorkspace) throws {
       dir = t.root + "/models"
       base = TinyModel.random(seed: 1, layout: llamaLayout)
-      ms = (1...3).map { TinyModel.variant(of: TinyModel.random(seed: 1, layout: llamaLayout), seed: UInt64(10 + $0), scale: 0.2) }
+      ms = (1...3).map {
+        TinyModel.variant(of: TinyModel.random(seed: 1, layout: llamaLayout), seed: UInt64(10 + $0), scale: 0.2)
+      }
       try base.writeFolder(dir + "/m0")
       for (i, m) in ms.enumerated() { try m.writeFolder(dir + "/m\(i + 1)") }
     }

@@ -55,7 +55,8 @@ struct PublishTests {
     #expect(embedded != sha, "the embedded copy has other metadata, so another hash")
 
     // The attestation: statement type, subjects (both model files), dependencies, recipe.
-    let att = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/provenance.intoto.json")))
+    let att =
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/provenance.intoto.json")))
       as! [String: Any]
     #expect(att["_type"] as? String == "https://in-toto.io/Statement/v1")
     #expect(att["predicateType"] as? String == "https://slsa.dev/provenance/v1")
@@ -85,7 +86,9 @@ struct PublishTests {
     #expect(f.metadata["mixlab.source_sha256"] == sha)
     #expect(f.metadata["sd_merge_recipe"]?.contains("\"primary_model_hash\"") == true)
     #expect(f.metadata["sd_merge_models"] != nil)
-    #expect(Scanner.scan(f, perTensor: false).tensorDataSHA256 == Scanner.scan(try SafeTensorsFile(path: dir + "/soup.safetensors"), perTensor: false).tensorDataSHA256)
+    #expect(
+      Scanner.scan(f, perTensor: false).tensorDataSHA256
+        == Scanner.scan(try SafeTensorsFile(path: dir + "/soup.safetensors"), perTensor: false).tensorDataSHA256)
 
     // The published recipe parses to the recorded hash, with pinned inputs under models/.
     let text = try String(contentsOfFile: dir + "/recipe.yaml", encoding: .utf8)
@@ -95,6 +98,22 @@ struct PublishTests {
     let v = try Verify.run(folder: dir)
     #expect(v.ok, "\(Verify.text(v))")
     #expect(v.reproduce.first?.contains("mixlab reproduce \(sha.prefix(12))") == true)
+  }
+
+  @Test("the embedded copy imports back into the same recipe, which rebuilds the same bytes from the inputs")
+  func embeddedRoundTrip() throws {
+    let t = try TempWorkspace()
+    let run = try recorded(t)
+    let dir = t.root + "/published"
+    _ = try publish(t, run.outputSHA256!, dir, model: .embedded)
+    // A downloader puts the inputs next to the model, under models/ as the recipe names them.
+    try FileManager.default.createDirectory(atPath: dir + "/models", withIntermediateDirectories: true)
+    for m in try Models.sd1 {
+      try FileManager.default.copyItem(atPath: m, toPath: dir + "/models/" + (m as NSString).lastPathComponent)
+    }
+    let (out, yaml) = try importAndRun(t, source: dir + "/soup.mixlab.safetensors", experiment: "back", name: "soup")
+    #expect(yaml.contains("from the mixlab recipe embedded in soup.mixlab.safetensors"))
+    #expect(try fileSHA256(out) == run.outputSHA256)
   }
 
   @Test("nothing published holds the workspace path, the home folder, the user or the host name")
@@ -159,7 +178,9 @@ struct PublishTests {
     try Data().write(to: URL(fileURLWithPath: dir + "/extra.safetensors"))
     v = try Verify.run(folder: dir)
     let failed = Set(v.checks.filter { !$0.ok }.map(\.name))
-    #expect(failed == ["soup.safetensors", "recipe.yaml", "recipe hash", "extra.safetensors"], "\(Verify.text(v))")
+    #expect(
+      failed == ["soup.safetensors", "recipe.yaml", "recipe hash", "extra.safetensors", "soup.mixlab.safetensors content"],
+      "\(Verify.text(v))")
   }
 
   @Test("publishing into a non-empty folder needs --force; an unknown hash is a clear error")

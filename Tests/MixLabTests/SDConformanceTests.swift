@@ -171,7 +171,9 @@ struct SDConformanceTests {
 
   /// A merged model whose metadata records `recipe` over `models` (sha → name, own recipe).
   func merged(_ t: TempWorkspace, _ file: String, recipe: [String: Any], models: [String: [String: Any]]) throws -> String {
-    func json(_ v: Any) throws -> String { String(decoding: try JSONSerialization.data(withJSONObject: v, options: [.sortedKeys]), as: UTF8.self) }
+    func json(_ v: Any) throws -> String {
+      String(decoding: try JSONSerialization.data(withJSONObject: v, options: [.sortedKeys]), as: UTF8.self)
+    }
     let path = t.root + "/models/\(file)"
     try TinyModel.random(seed: 99, layout: sdLayout).write(
       path, metadata: ["format": "pt", "sd_merge_recipe": try json(recipe), "sd_merge_models": try json(models)])

@@ -32,10 +32,15 @@ enum A1111Import {
     } catch {
       throw ImportError(file: file, message: "cannot read the model: \(error.localizedDescription)")
     }
+    if let embedded = st.metadata["mixlab.recipe"] {
+      return try mixlabRecipe(embedded, metadata: st.metadata, file: file, options: options)
+    }
     guard let recipeText = st.metadata["sd_merge_recipe"] else {
       throw ImportError(
         file: file,
-        message: "the model has no `sd_merge_recipe` metadata (written by the A1111 WebUI merger or supermerger with metadata saving on)")
+        message:
+          "the model has no `sd_merge_recipe` metadata (written by the A1111 WebUI merger or supermerger with metadata saving on)"
+      )
     }
     guard let top = json(recipeText) as? [String: Any] else {
       throw ImportError(file: file, message: "`sd_merge_recipe` is not a JSON object")
@@ -107,7 +112,9 @@ enum A1111Import {
     default:
       throw ImportError(
         file: ctx.file,
-        message: "sd_merge_recipe of type `\(type)` is not supported (mixlab reads `webui`, the A1111 merger, and `sd-webui-supermerger`)")
+        message:
+          "sd_merge_recipe of type `\(type)` is not supported (mixlab reads `webui`, the A1111 merger, and `sd-webui-supermerger`)"
+      )
     }
   }
 
@@ -130,7 +137,9 @@ enum A1111Import {
     }
     let recorded = (entry?["name"] as? String) ?? ""
     let display = recorded.isEmpty ? String(sha.prefix(10)) : recorded
-    let key = ctx.options.modelPaths[recorded] ?? ctx.options.modelPaths.first { sha.hasPrefix($0.key.lowercased()) && $0.key.count >= 8 }?.value
+    let key =
+      ctx.options.modelPaths[recorded]
+      ?? ctx.options.modelPaths.first { sha.hasPrefix($0.key.lowercased()) && $0.key.count >= 8 }?.value
     var path: String?
     if let key {
       path = ImportPaths.absolute(key, base: ctx.options.workingDirectory)
@@ -178,7 +187,8 @@ enum A1111Import {
         throw ImportError(file: ctx.file, message: "discard_weights in an ancestor merge (`\(discard)`) is not supported")
       }
       if let problem = KeyPattern.validateRegex(discard) {
-        throw ImportError(file: ctx.file, message: "discard_weights `\(discard)` is not a regular expression mixlab reads: \(problem)")
+        throw ImportError(
+          file: ctx.file, message: "discard_weights `\(discard)` is not a regular expression mixlab reads: \(problem)")
       }
       ctx.draft.assemble.append("{regex: \(YAMLText.quote(discard)), drop: true}")
       ctx.notes.append("discard_weights `\(discard)` → assemble rule dropping the matching keys")
@@ -222,7 +232,8 @@ enum A1111Import {
       ctx.notes.append("No interpolation → the primary model as it is")
       return try model(primary, depth: depth, ctx: &ctx)
     default:
-      throw ImportError(file: ctx.file, message: "interp_method `\(method)` is not supported (Weighted sum, Add difference, No interpolation)")
+      throw ImportError(
+        file: ctx.file, message: "interp_method `\(method)` is not supported (Weighted sum, Add difference, No interpolation)")
     }
   }
 
@@ -244,7 +255,8 @@ enum A1111Import {
       if truthy(r["mbw"]), let text = r[weights] as? String, !text.isEmpty {
         let values = text.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard [20, 21, 26, 27].contains(values.count) else {
-          throw ImportError(file: ctx.file, message: "\(weights) has \(values.count) values; mixlab reads 26/27 (SD1/SD2) or 20/21 (SDXL)")
+          throw ImportError(
+            file: ctx.file, message: "\(weights) has \(values.count) values; mixlab reads 26/27 (SD1/SD2) or 20/21 (SDXL)")
         }
         ctx.notes.append("\(weights) → a block list (BASE, IN…, M00, OUT…); time_embed counts in BASE, as supermerger")
         return .blockList(values)
@@ -293,5 +305,62 @@ enum A1111Import {
       RecipeDraft.Step(name: name, method: method, models: [an, bn, cn], base: nil, params: [("alpha", alpha), ("beta", beta)]))
     ctx.notes.append("supermerger \(mode) → \(method.rawValue)")
     return name
+  }
+
+  /// A model written by `mixlab publish --model embedded` carries its whole recipe: import
+  /// that, with the inputs found again (by their published `models/<file>` paths) and written
+  /// relative to the new recipe's folder. The recipe hash is unchanged.
+  static func mixlabRecipe(_ text: String, metadata: [String: String], file: String, options: ImportOptions) throws
+    -> ImportResult
+  {
+    let recipe: Recipe
+    do {
+      recipe = try RecipeParser.parse(text, file: file)
+    } catch {
+      throw ImportError(file: file, message: "the embedded `mixlab.recipe` does not parse: \(error.localizedDescription)")
+    }
+    let dir = options.modelsFolder ?? (file as NSString).deletingLastPathComponent
+    var paths: [String: String] = [:]
+    var missing: [String] = []
+    for input in recipe.inputs {
+      switch input.source {
+      case .synth: continue
+      case .recipe(let name):
+        throw ImportError(
+          file: file, line: input.line,
+          message: "input `\(input.name)` is the output of recipe `\(name)` of the original experiment; import that recipe too")
+      case .file(let p):
+        let base = (p as NSString).lastPathComponent
+        var candidates = [options.modelPaths[input.name], options.modelPaths[p], options.modelPaths[base]].compactMap {
+          $0.map { ImportPaths.absolute($0, base: options.workingDirectory) }
+        }
+        candidates += [ImportPaths.absolute(p, base: dir), ImportPaths.absolute(base, base: dir)]
+        guard let found = candidates.first(where: ImportPaths.exists) else {
+          missing.append("`\(input.name)` (\(p), sha256 \(input.sha256 ?? "unpinned"))")
+          continue
+        }
+        paths[input.name] = ImportPaths.relative(found, from: options.recipeFolder)
+      }
+    }
+    guard missing.isEmpty else {
+      throw ImportError(
+        file: file,
+        message:
+          "inputs not found in \(dir): \(missing.joined(separator: "; ")); pass --models-dir DIR or --model NAME=PATH")
+    }
+    let rewritten: String
+    do {
+      rewritten = try InputPathRewrite.rewrite(text, file: file, paths: paths)
+    } catch {
+      throw ImportError(file: file, message: "cannot rewrite the embedded recipe's paths: \(error.localizedDescription)")
+    }
+    let source = metadata["mixlab.source_sha256"].map { ", which rebuilds output sha256 \($0)" } ?? ""
+    let notes = [
+      "the model carries its mixlab recipe (recipe hash \(recipe.hash))\(source); only input paths were rewritten"
+    ]
+    let header =
+      "# Imported by `mixlab import` from the mixlab recipe embedded in \((file as NSString).lastPathComponent).\n"
+      + notes.map { "#   - \($0)\n" }.joined()
+    return ImportResult(format: "mixlab (embedded)", yaml: header + rewritten, notes: notes)
   }
 }

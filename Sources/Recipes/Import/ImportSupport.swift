@@ -93,7 +93,8 @@ public enum RecipeImport {
     guard let format = format ?? ImportFormat.detect(file) else {
       throw ImportError(
         file: file,
-        message: "cannot tell the format from the extension; mergekit configs end in .yaml, sd-mecha recipes in .mecha, A1111 models in .safetensors (or pass --format)"
+        message:
+          "cannot tell the format from the extension; mergekit configs end in .yaml, sd-mecha recipes in .mecha, A1111 models in .safetensors (or pass --format)"
       )
     }
     let result: ImportResult
@@ -106,7 +107,8 @@ public enum RecipeImport {
       _ = try RecipeParser.parse(result.yaml, file: recipePath)
     } catch {
       throw ImportError(
-        file: file, message: "the converted recipe does not validate (a mixlab bug; please report it): \(error.localizedDescription)")
+        file: file,
+        message: "the converted recipe does not validate (a mixlab bug; please report it): \(error.localizedDescription)")
     }
     return result
   }

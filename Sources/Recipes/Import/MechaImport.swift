@@ -52,7 +52,8 @@ enum MechaImport {
       let v = first.dropFirst("version".count).trimmingCharacters(in: .whitespaces)
       guard v == "0.1.0" else {
         throw ImportError(
-          file: file, line: 1, message: "sd-mecha recipe format version \(v) is not supported (mixlab reads 0.1.0 and the unversioned format)")
+          file: file, line: 1,
+          message: "sd-mecha recipe format version \(v) is not supported (mixlab reads 0.1.0 and the unversioned format)")
       }
       format = .v010
       lines.removeFirst()
@@ -120,7 +121,8 @@ enum MechaImport {
     var lowering = Lowering(file: file, format: format, options: options)
     let from = try lowering.lower(root)
     guard !lowering.isDelta(root) else {
-      throw ImportError(file: file, line: root.line, message: "the recipe's result is a difference (merge space delta), not a model")
+      throw ImportError(
+        file: file, line: root.line, message: "the recipe's result is a difference (merge space delta), not a model")
     }
     var draft = lowering.draft
     draft.from = from
@@ -295,7 +297,8 @@ enum MechaImport {
       }
       throw ImportError(
         file: file, line: line,
-        message: "model \"\(ref)\" was not found in \(dir) (sd-mecha's models folder); pass --models-dir DIR or --model \"\(ref)\"=PATH"
+        message:
+          "model \"\(ref)\" was not found in \(dir) (sd-mecha's models folder); pass --models-dir DIR or --model \"\(ref)\"=PATH"
       )
     }
 
@@ -385,7 +388,8 @@ enum MechaImport {
 
     func checkKwargs(_ kwargs: [String: Value], allowed: [String], method: String, at site: Value) throws {
       for k in kwargs.keys.sorted() where !allowed.contains(k) && k != "device" {
-        throw fail(site, "argument `\(k)` of sd-mecha's \(method) is not supported (mixlab maps: \(allowed.joined(separator: ", ")))")
+        throw fail(
+          site, "argument `\(k)` of sd-mecha's \(method) is not supported (mixlab maps: \(allowed.joined(separator: ", ")))")
       }
     }
 
@@ -398,7 +402,8 @@ enum MechaImport {
       if let done = stepByIndex[index] { return done }
       let m = Lowering.method(raw)
       if kwargs["dtype"] != nil {
-        if case .null? = kwargs["dtype"] {} else {
+        if case .null? = kwargs["dtype"] {
+        } else {
           throw fail(v, "a per-step `dtype` cast is not supported (mixlab computes a whole recipe in one precision)")
         }
       }
@@ -410,7 +415,11 @@ enum MechaImport {
         let b = try input(args[1])
         let alpha = try hyper(kwargs["alpha"], "alpha", default: 0.5, at: v)
         notes.append("weighted_sum → weighted_sum: (1 − α)·A + α·B")
-        return step(index, { $0.models = [a, b]; $0.params = [("alpha", alpha)] }, name: "weighted_sum", method: .weightedSum)
+        return step(
+          index,
+          {
+            $0.models = [a, b]; $0.params = [("alpha", alpha)]
+          }, name: "weighted_sum", method: .weightedSum)
       case "slerp":
         try checkKwargs(kwargs, allowed: ["alpha", "dtype"], method: m, at: v)
         guard args.count == 2 else { throw fail(v, "slerp takes 2 models, got \(args.count)") }
@@ -419,7 +428,10 @@ enum MechaImport {
         let alpha = try hyper(kwargs["alpha"], "alpha", default: 0.5, at: v)
         notes.append("slerp → slerp with norms: interpolate (sd-mecha interpolates the norms linearly)")
         return step(
-          index, { $0.models = [a, b]; $0.params = [("t", alpha)]; $0.options = [("norms", "interpolate")] }, name: "slerp",
+          index,
+          {
+            $0.models = [a, b]; $0.params = [("t", alpha)]; $0.options = [("norms", "interpolate")]
+          }, name: "slerp",
           method: .slerp)
       case "n_average":
         try checkKwargs(kwargs, allowed: ["dtype"], method: m, at: v)
@@ -435,11 +447,18 @@ enum MechaImport {
         let names = try args.map { try input($0) }
         let params = try medianParams(kwargs, at: v)
         notes.append("geometric_median → geometric_median (Weiszfeld, unit weights)")
-        return step(index, { $0.models = names; $0.params = params }, name: "geometric_median", method: .geometricMedian)
+        return step(
+          index,
+          {
+            $0.models = names; $0.params = params
+          }, name: "geometric_median", method: .geometricMedian)
       case "add_difference":
         return try addDifference(v, args: args, kwargs: kwargs, index: index)
       case "subtract":
-        throw fail(v, "subtract (a difference) can only be imported inside add_difference(a, subtract(b, c)) or a TIES/median/stock merge added to its base")
+        throw fail(
+          v,
+          "subtract (a difference) can only be imported inside add_difference(a, subtract(b, c)) or a TIES/median/stock merge added to its base"
+        )
       default:
         throw fail(
           v,
@@ -477,7 +496,11 @@ enum MechaImport {
         let names = try args.map { try input($0) }
         let alpha = try hyper(kwargs["alpha"], "alpha", default: 1, at: v)
         notes.append("add_difference(a, b, c) → add_difference: A + α·(B − C)")
-        return step(index, { $0.models = names; $0.params = [("alpha", alpha)] }, name: "add_difference", method: .addDifference)
+        return step(
+          index,
+          {
+            $0.models = names; $0.params = [("alpha", alpha)]
+          }, name: "add_difference", method: .addDifference)
       }
       guard args.count == 2 else { throw fail(v, "add_difference takes a model and a difference, got \(args.count) arguments") }
       let baseValue = args[0]
@@ -487,7 +510,11 @@ enum MechaImport {
         let cn = try input(c)
         let alpha = try hyper(kwargs["alpha"], "alpha", default: 1, at: v)
         notes.append("add_difference(a, subtract(b, c)) → add_difference: A + α·(B − C)")
-        return step(index, { $0.models = [a, bn, cn]; $0.params = [("alpha", alpha)] }, name: "add_difference", method: .addDifference)
+        return step(
+          index,
+          {
+            $0.models = [a, bn, cn]; $0.params = [("alpha", alpha)]
+          }, name: "add_difference", method: .addDifference)
       }
       guard case .merge(let raw, let dargs, let dkw, _, _) = args[1] else {
         throw fail(v, "the second argument of add_difference must be a difference (subtract, ties_sum, …)")
@@ -509,7 +536,8 @@ enum MechaImport {
       let site = args[1]
       func requireUnitAlpha(_ what: String) throws {
         guard case .constant(let a) = alpha, a == 1 else {
-          throw fail(v, "add_difference(base, \(what), alpha ≠ 1) is not supported: mixlab's \(what) adds the result with weight 1")
+          throw fail(
+            v, "add_difference(base, \(what), alpha ≠ 1) is not supported: mixlab's \(what) adds the result with weight 1")
         }
       }
       switch inner {
@@ -518,7 +546,8 @@ enum MechaImport {
         try checkKwargs(
           dkw,
           allowed: extended
-            ? ["k", "vote_sgn", "apply_stock", "apply_median", "cos_eps", "eps", "maxiter", "ftol", "dtype"] : ["k", "vote_sgn", "dtype"],
+            ? ["k", "vote_sgn", "apply_stock", "apply_median", "cos_eps", "eps", "maxiter", "ftol", "dtype"]
+            : ["k", "vote_sgn", "dtype"],
           method: inner, at: site)
         let kDefault = extended || format == .unversioned ? 0.2 : 1.0
         let k = try number(dkw["k"], "k", at: site) ?? kDefault
@@ -587,7 +616,8 @@ enum MechaImport {
           stockOn = format == .v010
         }
         if stockOn && !median {
-          throw fail(site, "ties_sum_with_dropout with model stock (TIES-STOCK) has no mixlab method; use apply_median or turn stock off")
+          throw fail(
+            site, "ties_sum_with_dropout with model stock (TIES-STOCK) has no mixlab method; use apply_median or turn stock off")
         }
         // 0.1.0: rescale=true divides by 1 − p. Unversioned: no_rescale > 0 divides (sic).
         let divide: Bool
@@ -628,7 +658,10 @@ enum MechaImport {
         let params = try medianParams(dkw, at: site)
         notes.append("add_difference(base, geometric_median(deltas)) → geometric_median with base")
         return step(
-          index, { $0.base = base; $0.models = names; $0.params = params }, name: "geometric_median", method: .geometricMedian)
+          index,
+          {
+            $0.base = base; $0.models = names; $0.params = params
+          }, name: "geometric_median", method: .geometricMedian)
       case "model_stock", "model_stock_for_tensor":
         try checkKwargs(dkw, allowed: ["cos_eps", "dtype"], method: inner, at: site)
         try requireUnitAlpha("model_stock")

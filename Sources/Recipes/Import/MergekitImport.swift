@@ -414,9 +414,12 @@ enum MergekitImport {
       case .average:
         let normalize = try globalFlag("normalize") ?? spec.normalize!
         step.options.append(("normalize", normalize ? "true" : "false"))
-        notes.append("normalize: \(normalize) (divide by the sum of weights\(normalize == spec.normalize ? ", mergekit's default" : ""))")
+        notes.append(
+          "normalize: \(normalize) (divide by the sum of weights\(normalize == spec.normalize ? ", mergekit's default" : ""))")
       case .taskArithmetic, .ties, .dare, .della, .breadcrumbs:
-        if let lam = try globalValue("lambda") ?? (spec.tensorParams.contains("lambda") ? try shared("lambda", default: nil) : nil) {
+        if let lam = try globalValue("lambda")
+          ?? (spec.tensorParams.contains("lambda") ? try shared("lambda", default: nil) : nil)
+        {
           step.params.append(("lambda", lam))
         }
         let normalize = try globalFlag("normalize") ?? spec.normalize!
@@ -446,7 +449,13 @@ enum MergekitImport {
           }
           if spec.mixlab == .della, let e = try shared("epsilon", default: 0.15) {
             step.params.append(("epsilon", e))
-            notes.append("epsilon: \(YAMLText.param(e))\(globalParams["epsilon"] == nil && operands.allSatisfy { $0.params["epsilon"] == nil } ? " (mergekit's default 0.15; mixlab's own default is 0.1)" : "")")
+            step.options.append(("scope", "row"))
+            notes.append(
+              "della ranks magnitudes within each row (scope: row), as mergekit's dim=1 for matrices; for tensors of more than 2 dimensions mergekit ranks along dimension 1 instead"
+            )
+            notes.append(
+              "epsilon: \(YAMLText.param(e))\(globalParams["epsilon"] == nil && operands.allSatisfy { $0.params["epsilon"] == nil } ? " (mergekit's default 0.15; mixlab's own default is 0.1)" : "")"
+            )
           }
         }
         if spec.mixlab == .dare || spec.mixlab == .della {
@@ -479,7 +488,8 @@ enum MergekitImport {
         let fw = try globalFlag("filter_wise") ?? false
         step.options.append(("pairs", "all"))
         step.options.append(("scope", fw ? "row" : "tensor"))
-        notes.append("model_stock: pairs: all (mean cosine over all pairs, mergekit), scope: \(fw ? "row (filter_wise)" : "tensor")")
+        notes.append(
+          "model_stock: pairs: all (mean cosine over all pairs, mergekit), scope: \(fw ? "row (filter_wise)" : "tensor")")
       case .karcher:
         if let m = try globalValue("max_iter") { step.params.append(("max_iter", m)) }
         if let t = try globalValue("tol") { step.params.append(("tol", t)) }
@@ -555,7 +565,8 @@ enum MergekitImport {
   /// A model reference as text; LoRA (`model+lora`) and mapping forms are refused.
   static func modelRef(_ node: Node, fail: (Node?, String) -> ImportError) throws -> String {
     guard case .scalar(let s) = node else {
-      throw fail(node, "a model given as a mapping (model + LoRA, or an override) is not supported; give a path or a Hugging Face id")
+      throw fail(
+        node, "a model given as a mapping (model + LoRA, or an override) is not supported; give a path or a Hugging Face id")
     }
     let ref = s.string
     if ref.contains("+") {
