@@ -69,6 +69,30 @@ struct ImportTests {
     }
   }
 
+  @Test("one slice over every model's whole depth imports like `models`, with slice parameters in between")
+  func wholeSlice() throws {
+    let (t, configs) = try setup()
+    let o = try importing(
+      t, configs + "/s.yaml",
+      """
+      merge_method: task_arithmetic
+      base_model: ../models/m0
+      slices:
+        - sources:
+            - model: ../models/m0
+              layer_range: [0, 3]
+            - model: ../models/m1
+              layer_range: [0, 3]
+              parameters: {weight: 0.5}
+          parameters:
+            lambda: 0.8
+      parameters:
+        lambda: 0.2
+      """)
+    #expect(o.notes.contains { $0.contains("one slice over layers [0, 3)") })
+    #expect(o.yaml.contains("weights: [0.5]") && o.yaml.contains("lambda: 0.8"), "the slice's lambda wins over the global one")
+  }
+
   @Test("per-model densities that differ are refused (mixlab takes one per step)")
   func differingDensity() throws {
     let (t, configs) = try setup()

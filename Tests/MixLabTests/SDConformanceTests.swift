@@ -236,6 +236,24 @@ struct SDConformanceTests {
     }
   }
 
+  @Test("A1111 discard_weights becomes an assemble rule dropping the matching keys")
+  func a1111Discard() throws {
+    let t = try TempWorkspace()
+    let f = try Family(t)
+    var recipe = webui("Weighted sum", f.shas[1], f.shas[2], nil, 0.5)
+    recipe["discard_weights"] = "first_stage_model"
+    let x = try merged(
+      t, "d.safetensors", recipe: recipe,
+      models: [
+        f.shas[1]: ["name": "m1.safetensors", "legacy_hash": "1", "sd_merge_recipe": NSNull()],
+        f.shas[2]: ["name": "m2.safetensors", "legacy_hash": "2", "sd_merge_recipe": NSNull()],
+      ])
+    let (out, yaml) = try importAndRun(t, source: x, name: "d")
+    #expect(yaml.contains("{regex: \"first_stage_model\", drop: true}"))
+    let names = try SafeTensorsFile(path: out).tensors.map(\.name)
+    #expect(!names.contains { $0.hasPrefix("first_stage_model") } && names.count == sdLayout.count - 1)
+  }
+
   @Test("supermerger Add difference with block weights reads the block list (BASE, IN…, M00, OUT…)")
   func supermergerBlocks() throws {
     let t = try TempWorkspace()
