@@ -41,9 +41,10 @@ struct Redactor {
   /// is increased by the number of replacements.
   func redact(_ text: String, count: inout Int) -> String {
     var out = text
-    for (needle, replacement) in literals where out.contains(needle) {
-      count += out.components(separatedBy: needle).count - 1
-      out = out.replacingOccurrences(of: needle, with: replacement)
+    for (needle, replacement) in literals {
+      let ranges = Redactor.pathRanges(of: needle, in: out)
+      count += ranges.count
+      for r in ranges.reversed() { out.replaceSubrange(r, with: replacement) }
     }
     out = Redactor.redactAbsolutePaths(out, count: &count)
     for (word, replacement) in words {
@@ -63,7 +64,7 @@ struct Redactor {
   ///     itself cannot hold them, and a user name such as `model` would match its vocabulary.
   func leaks(in text: String, words checkWords: Bool = true) -> [String] {
     var found: [String] = []
-    for (needle, replacement) in literals where text.contains(needle) {
+    for (needle, replacement) in literals where !Redactor.pathRanges(of: needle, in: text).isEmpty {
       found.append(replacement == "~" ? "the home folder" : replacement == "<workspace>" ? "the workspace path" : "a local path")
     }
     if checkWords {
@@ -101,6 +102,20 @@ struct Redactor {
       i += 1
     }
     return String(out)
+  }
+
+  /// Ranges of the path `needle` in `text` that end a path component: `/tmp/ws` matches in
+  /// `/tmp/ws/x` and `/tmp/ws.` but not in `/tmp/wsx` (another folder).
+  static func pathRanges(of needle: String, in text: String) -> [Range<String.Index>] {
+    var result: [Range<String.Index>] = []
+    var from = text.startIndex
+    func continuesName(_ c: Character) -> Bool { c.isLetter || c.isNumber || c == "_" || c == "-" }
+    while let r = text.range(of: needle, range: from..<text.endIndex) {
+      let after = r.upperBound == text.endIndex ? nil : text[r.upperBound]
+      if !(after.map(continuesName) ?? false) { result.append(r) }
+      from = r.upperBound
+    }
+    return result
   }
 
   /// Ranges of `word` in `text` not preceded or followed by a letter, digit or `_`.
