@@ -389,4 +389,42 @@ struct MergekitConformanceTests {
       expectClose(try readTensor(out, name), mean.scaled(scale), tolerance: 1e-5, name)
     }
   }
+
+  @Test("multislerp with a base: barycentric interpolation of the deltas on the sphere, scaled by the mean norm")
+  func multislerp() throws {
+    let t = try TempWorkspace()
+    let f = try Family(t)
+    let cfg = try config(
+      t, "msl",
+      """
+      base_model: ../models/m0
+      models:
+        - model: ../models/m1
+          parameters: {weight: 0.6}
+        - model: ../models/m2
+          parameters: {weight: 0.4}
+        - model: ../models/m3
+          parameters: {weight: 1.0}
+      merge_method: multislerp
+      dtype: float32
+      """)
+    let (out, _) = try importAndRun(t, source: cfg, name: "msl")
+    let eps = 1e-8
+    for (name, _, _) in f.base.tensors {
+      let b = f.base.values(name)
+      let xs = f.ms.map { $0.values(name).minus(b) }
+      let w = [0.6, 0.4, 1.0].map { $0 / 2.0 }
+      let norms = xs.map(\.norm)
+      let units = zip(xs, norms).map { x, n in x.scaled(1 / (n + eps)) }
+      var mean = zip(units, w).reduce([Double](repeating: 0, count: b.count)) { $0.plus($1.0.scaled($1.1)) }
+      mean = mean.scaled(1 / mean.norm)
+      let tangent = zip(units, w).reduce([Double](repeating: 0, count: b.count)) { acc, uw in
+        acc.plus(uw.0.minus(mean.scaled(uw.0.dot(mean))).scaled(uw.1))
+      }
+      let tn = tangent.norm + eps
+      let dir = mean.scaled(cos(tn)).plus(tangent.scaled(sin(tn) / tn))
+      let avgNorm = zip(norms, w).reduce(0) { $0 + $1.0 * $1.1 }
+      expectClose(try readTensor(out, name), dir.scaled(avgNorm).plus(b), tolerance: 1e-5, name)
+    }
+  }
 }

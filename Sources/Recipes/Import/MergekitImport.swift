@@ -307,7 +307,7 @@ enum MergekitImport {
       // Operands: methods with a base merge the other models; the others merge every model,
       // the base too when it is not listed (mergekit adds it to the sources).
       var operands: [Source] = sources
-      if spec.usesBase {
+      if spec.usesBase || (spec.mixlab == .multislerp && baseRef != nil) {
         guard let baseRef else { throw fail(methodKey, "merge_method `\(methodName)` needs `base_model`") }
         operands = sources.filter { $0.ref != baseRef }
       } else if let baseRef, !sources.contains(where: { $0.ref == baseRef }) {
