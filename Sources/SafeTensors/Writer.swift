@@ -190,6 +190,13 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         skipEmptyTensors()
       }
     }
+    // Test hook (docs/reliability.md): past the middle of the file, inside a tensor; what is
+    // buffered goes to the temporary file first so a kill leaves a partial file on disk.
+    if FaultInjection.active && cursorInTensor > 0 && cursorTensor >= tensors.count / 2 {
+      flushBuffer()
+      sink.drain()
+      FaultInjection.reach(.midTensor)
+    }
   }
 
   private func skipEmptyTensors() {
@@ -221,11 +228,14 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   /// Flushes, verifies that every tensor was supplied, fsyncs, renames into place and
   /// fsyncs the folder.
   ///
+  /// - Parameter check: called once the temporary file is complete and fsynced, just before
+  ///   the rename; a returned reason abandons the file (e.g. an input changed while it was
+  ///   read, so the bytes describe no version of it).
   /// - Returns: sizes and hashes of the file as written.
-  /// - Throws: `SafeTensorsError.writeFailed` (the temporary file is removed) or
-  ///   `.writerMisuse` when tensors are missing.
+  /// - Throws: `SafeTensorsError.writeFailed` (the temporary file is removed),
+  ///   `.abandoned` when `check` refused the file, or `.writerMisuse` when tensors are missing.
   @discardableResult
-  public func finish() throws(SafeTensorsError) -> WriteResult {
+  public func finish(check: (() -> String?)? = nil) throws(SafeTensorsError) -> WriteResult {
     guard cursorTensor == tensors.count else {
       throw .writerMisuse(path: path, reason: "finished before tensor \"\(tensors[cursorTensor].name)\" was complete")
     }
@@ -236,6 +246,8 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     if fdatasync(fd) != 0 { throw .writeFailed(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
     close(fd)
     fd = -1
+    if let reason = check?() { throw .abandoned(path: path, reason: reason) }  // deinit removes the file
+    FaultInjection.reach(.beforeRename)  // test hook: complete and fsynced, not renamed
     if rename(tempPath, path) != 0 {
       throw .writeFailed(path: path, reason: "rename into place: \(String(cString: strerror(errno)))")
     }
@@ -358,7 +370,11 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         && Int(bitPattern: chunk.baseAddress) % 4096 == 0
       while written < chunk.count {
         let target = direct ? directFD : fd
-        let r = pwrite(target, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+        var r = pwrite(target, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+        if FaultInjection.simulateDiskFull {  // test hook: a full disk
+          r = -1
+          errno = ENOSPC
+        }
         if r < 0 && direct && errno != EINTR && errno != ENOSPC {
           // The file system refuses direct I/O for this write: use the page cache from now on.
           closeDirect()
@@ -368,7 +384,9 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         if r >= 0 && direct && r < chunk.count - written { direct = false }
         if r < 0 {
           if errno == EINTR { continue }
-          let reason = errno == ENOSPC ? "the disk is full" : String(cString: strerror(errno))
+          let reason =
+            errno == ENOSPC
+            ? "the disk is full (free space on the file system that holds it, then run again)" : String(cString: strerror(errno))
           lock.lock()
           failure = failure ?? reason
           lock.unlock()
