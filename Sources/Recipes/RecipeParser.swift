@@ -184,6 +184,10 @@ private struct Parse {
       throw RecipeError(
         file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))\(hint)")
     } catch let YamlError.parser(context, problem, mark, _) {
+      if problem.hasPrefix("Maximum nesting level") {  // libyaml's limit, named after its C setter
+        throw RecipeError(
+          file: file, line: mark.line, column: mark.column, message: "nesting deeper than the YAML parser's limit of levels")
+      }
       throw RecipeError(
         file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
     } catch let YamlError.composer(context, problem, mark, _) {

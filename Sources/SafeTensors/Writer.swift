@@ -180,7 +180,12 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       }
       let t = tensors[cursorTensor]
       let n = min(remaining, t.byteCount - cursorInTensor)
-      appendRaw(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
+      let chunk = UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)])
+      if FaultInjection.active {
+        appendReachingMiddle(chunk, at: 8 + headerLength + t.begin + cursorInTensor)
+      } else {
+        appendRaw(chunk)
+      }
       at += n
       remaining -= n
       cursorInTensor += n
@@ -190,13 +195,19 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         skipEmptyTensors()
       }
     }
-    // Test hook (docs/reliability.md): past the middle of the file, inside a tensor; what is
-    // buffered goes to the temporary file first so a kill leaves a partial file on disk.
-    if FaultInjection.active && cursorInTensor > 0 && cursorTensor >= tensors.count / 2 {
-      flushBuffer()
-      sink.drain()
-      FaultInjection.reach(.midTensor)
-    }
+  }
+
+  /// Test hook (docs/reliability.md): reaches `.midTensor` when the file's middle byte falls
+  /// inside `chunk`, with the first half written to the temporary file, so a kill there
+  /// leaves a partial file on disk.
+  private func appendReachingMiddle(_ chunk: UnsafeRawBufferPointer, at position: Int) {
+    let split = totalSize / 2 - position
+    guard split > 0, split < chunk.count else { return appendRaw(chunk) }
+    appendRaw(UnsafeRawBufferPointer(rebasing: chunk[0..<split]))
+    flushBuffer()
+    sink.drain()
+    FaultInjection.reach(.midTensor)
+    appendRaw(UnsafeRawBufferPointer(rebasing: chunk[split...]))
   }
 
   private func skipEmptyTensors() {
