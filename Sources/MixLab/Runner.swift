@@ -110,9 +110,6 @@ public final class Runner: @unchecked Sendable {
       results.append(try runRecipe(r, in: exp))
     }
     if !options.dryRun {
-      // Serialized, so the last report written is rendered after every run recorded so far.
-      let lock = try FileLock(path: workspace.locksDir + "/\(exp.name).report.lock")
-      defer { withExtendedLifetime(lock) {} }
       try Report.write(experiment: exp, workspace: workspace)
     }
     return results
