@@ -10,6 +10,7 @@ let package = Package(
   products: [
     .executable(name: "mixlab", targets: ["MixLabCLI"]),
     .library(name: "MixLab", targets: ["MixLab"]),
+    .executable(name: "mixlab-fuzz", targets: ["MixLabFuzz"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -48,6 +49,8 @@ let package = Package(
     .executableTarget(
       name: "MixLabCLI",
       dependencies: ["MixLab", "Recipes", "SafeTensors", "Architectures", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+    // Deterministic mutation fuzzer for the reader and the recipe parser (benchmarks/fuzz.sh).
+    .executableTarget(name: "MixLabFuzz", dependencies: ["SafeTensors", "Recipes"]),
 
     .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
     .testTarget(name: "ArchitecturesTests", dependencies: ["Architectures", "SafeTensors"]),
@@ -56,6 +59,9 @@ let package = Package(
     .testTarget(name: "ProvenanceTests", dependencies: ["Provenance", "SafeTensors"]),
     .testTarget(name: "MixLabTests", dependencies: ["MixLab"]),
     .testTarget(name: "EndToEndTests", dependencies: ["MixLabCLI", "SafeTensors"]),
+    // Hostile inputs, kills at chosen points, concurrent runs, changing inputs (docs/reliability.md).
+    .testTarget(
+      name: "ReliabilityTests", dependencies: ["MixLabCLI", "MixLabFuzz", "MixLab", "Provenance", "Recipes", "SafeTensors"]),
   ],
   swiftLanguageModes: [.v6]
 )

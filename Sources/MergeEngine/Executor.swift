@@ -15,6 +15,9 @@ public struct ExecutionOptions: Sendable {
   public var threads: Int
   public var memoryBudget: Int
   public var progress: (@Sendable (_ doneBytes: Int, _ totalBytes: Int, _ key: String) -> Void)?
+  /// For a `.file` target: called when the output is complete and fsynced, before it is
+  /// renamed into place; a returned reason abandons it (see `SafeTensorsWriter.finish`).
+  public var beforeRename: (@Sendable () -> String?)?
 
   public init(threads: Int = 0, memoryBudget: Int = 1 << 30, progress: (@Sendable (Int, Int, String) -> Void)? = nil) {
     self.threads = threads
@@ -112,7 +115,9 @@ public enum Executor {
         done += info.byteCount
         options.progress?(done, total, info.name)
       }
-      results.append(try pool.times.measure("writer finish") { try writer.finish() })
+      var check: (() -> String?)? = nil
+      if case .file = target { check = options.beforeRename }
+      results.append(try pool.times.measure("writer finish") { try writer.finish(check: check) })
     }
     pool.times.report()
     var hashes: [String: String] = [:]

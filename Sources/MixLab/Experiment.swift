@@ -45,10 +45,25 @@ public struct Experiment: Sendable {
         throw MixLabError.message("\(folder): two recipes are named `\(r.name)`; recipe names must be unique in an experiment")
       }
     }
-    var exp = Experiment(
-      name: (folder as NSString).lastPathComponent, folder: folder, recipes: try order(recipes, folder: folder), notes: notes)
+    let name = (folder as NSString).lastPathComponent
+    guard isValidName(name) else {
+      throw MixLabError.message(
+        "\(folder): the experiment name `\(name)` (the folder's name) must be 1–64 ASCII letters, digits, `_`, `-` or `.`, not starting with `.`, because outputs go to artifacts/<experiment>/; rename the folder"
+      )
+    }
+    var exp = Experiment(name: name, folder: folder, recipes: try order(recipes, folder: folder), notes: notes)
     exp.evaluators = evaluators
     return exp
+  }
+
+  /// True for a name that is safe as a folder under artifacts/: 1–64 ASCII letters, digits,
+  /// `_`, `-` or `.`, not starting with `.` (so never `.`, `..` or hidden).
+  public static func isValidName(_ name: String) -> Bool {
+    !name.isEmpty && name.utf8.count <= 64 && !name.hasPrefix(".")
+      && name.utf8.allSatisfy { b in
+        (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b) || b == 0x5F || b == 0x2D
+          || b == 0x2E
+      }
   }
 
   /// Dependency order over `recipe:` inputs; unknown or cyclic dependencies are errors.

@@ -6,11 +6,27 @@ import SafeTensors
 /// latest run's hashes, counts, dtype, size, time, memory and metrics. Regenerated from the
 /// provenance records after every run.
 public enum Report {
+  ///
+  /// Writers of one experiment's report take turns (a lock in `.mixlab/locks/`), so the report
+  /// written last was rendered after every run recorded so far; it is written to a temporary
+  /// name and renamed, and a temporary file a killed writer left is removed.
   public static func write(experiment exp: Experiment, workspace ws: Workspace) throws {
+    let lock = try FileLock(path: ws.locksDir + "/\(exp.name).report.lock")
+    defer { withExtendedLifetime(lock) {} }
     let text = try render(experiment: exp, workspace: ws)
     let dir = ws.artifactsDir + "/" + exp.name
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/REPORT.md"), options: .atomic)
+    for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+    where name.hasPrefix(".REPORT.md.mixlab-tmp-") {
+      try? FileManager.default.removeItem(atPath: dir + "/" + name)
+    }
+    let temp = dir + "/.REPORT.md.mixlab-tmp-\(getpid())"
+    try Data(text.utf8).write(to: URL(fileURLWithPath: temp))
+    guard rename(temp, dir + "/REPORT.md") == 0 else {
+      let reason = String(cString: strerror(errno))
+      try? FileManager.default.removeItem(atPath: temp)
+      throw MixLabError.message("\(dir)/REPORT.md: cannot write the report: \(reason)")
+    }
   }
 
   /// The latest recorded run of each recipe of `exp`, in the experiment's recipe order.

@@ -138,6 +138,8 @@ public final class Runner: @unchecked Sendable {
     let index = try workspace.index()
     let cache = HashCache(index: index)
     let artifact = artifactPath(experiment: exp.name, recipe: recipe)
+    try checkOutputLocation(artifact, experiment: exp.name)
+    if !options.dryRun { removeStaleTemporaries(of: recipe.name, artifact: artifact) }
     if options.dryRun {
       let missing = recipe.dependencies.filter { dep in
         !FileManager.default.fileExists(atPath: artifactPath(experiment: exp.name, recipe: exp.recipes.first { $0.name == dep }!))
@@ -204,19 +206,8 @@ public final class Runner: @unchecked Sendable {
     let exec = ExecutionOptions(threads: options.threads, memoryBudget: options.memoryBudget) { done, _, key in
       progress.update(done, detail: key)
     }
-    let outcome: MergeOutcome
-    if let shard = recipe.output.shardBytes {
-      let temp = (artifact as NSString).deletingLastPathComponent + "/.\(recipe.name).mixlab-tmp-\(getpid())"
-      try? FileManager.default.removeItem(atPath: temp)
-      outcome = try Executor.run(
-        plan, inputs: inputs.map(\.checkpoint), to: .sharded(folder: temp, maxShardBytes: shard), options: exec)
-      let old = artifact + ".mixlab-old-\(getpid())"
-      if FileManager.default.fileExists(atPath: artifact) { try FileManager.default.moveItem(atPath: artifact, toPath: old) }
-      try FileManager.default.moveItem(atPath: temp, toPath: artifact)
-      try? FileManager.default.removeItem(atPath: old)
-    } else {
-      outcome = try Executor.run(plan, inputs: inputs.map(\.checkpoint), to: .file(artifact), options: exec)
-    }
+    let outcome = try mergeIntoPlace(
+      plan, inputs: inputs, artifact: artifact, shardBytes: recipe.output.shardBytes, cache: cache, options: exec)
     progress.finish()
     timings.mergeSeconds = Date().timeIntervalSince(mergeStart)
     try Runner.rememberHashes(of: outcome, at: artifact, cache: cache)
@@ -371,7 +362,12 @@ public final class Runner: @unchecked Sendable {
       var hashed = true
       for f in ckpt.shards {
         // A dry run reads headers only: hashes come from the cache or not at all.
-        let h = options.dryRun ? try cache.cachedHashes(of: f) : try cache.hashes(of: f, verify: options.verify)
+        let h: FileHashes?
+        do {
+          h = options.dryRun ? try cache.cachedHashes(of: f) : try cache.hashes(of: f, verify: options.verify)
+        } catch {
+          throw MixLabError.message("\(recipe.file):\(input.line): input `\(input.name)`: \(error.localizedDescription)")
+        }
         guard let h else {
           hashed = false
           continue

@@ -144,11 +144,16 @@ public final class GitStore: @unchecked Sendable {
         git_signature_new(&signature, GitStore.signatureName, GitStore.signatureEmail, git_time_t(time), 0),
         "git_signature_new")
       defer { git_signature_free(signature) }
+      FaultInjection.reach(.gitCommit)  // test hook: objects written, branch not moved
+      let releaseCommitLock = commitLock()
+      defer { releaseCommitLock() }
+      removeStaleLock(of: refName)
       for attempt in 1...GitStore.maxCommitAttempts {
         let parent = try tipID(refName)
         if let id = try attemptCommit(
           parent: parent, blobs: blobs, signature: signature, refName: refName, message: text)
         {
+          FaultInjection.reach(.afterGitCommit)  // test hook: committed, not yet indexed
           return id
         }
         // Lost the race: back off a random 1…(5 × attempt, at most 50) ms so writers spread out.
@@ -157,6 +162,36 @@ public final class GitStore: @unchecked Sendable {
       }
       throw ProvenanceError.concurrentUpdate(branch: branch, attempts: GitStore.maxCommitAttempts, repository: path)
     }
+  }
+
+  /// An exclusive lock (flock) on a file beside the repository, held while the branch moves.
+  ///
+  /// Every mixlab writer takes it, so the ref's own lock file (`refs/heads/runs.lock`,
+  /// libgit2's) is only ever held by the holder of this lock; one found while holding it was
+  /// left by a process that died mid-update. flock is released by the kernel when a process
+  /// dies, so this lock itself can never be stale. Without the file (read-only folder), commits
+  /// still work through the compare-and-swap alone.
+  private func commitLock() -> () -> Void {
+    let lockPath = (path.hasSuffix("/") ? String(path.dropLast()) : path) + ".commit-lock"
+    let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { return {} }
+    while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+    return {
+      flock(fd, LOCK_UN)
+      close(fd)
+    }
+  }
+
+  /// Removes `<ref>.lock` left by a process killed while moving the branch (called with the
+  /// commit lock held). A git process outside mixlab may hold it for a moment, so the file is
+  /// removed only if it is still there after a second.
+  private func removeStaleLock(of refName: String) {
+    let lockFile = (path as NSString).appendingPathComponent(refName + ".lock")
+    for _ in 0..<100 {
+      guard FileManager.default.fileExists(atPath: lockFile) else { return }
+      usleep(10_000)
+    }
+    unlink(lockFile)
   }
 
   /// Builds one commit on `parent` and tries to move the branch to it.

@@ -73,8 +73,7 @@ public struct HashCache: Sendable {
     let now = try HashCache.identity(of: key)
     let before = (mapped.device, mapped.inode, mapped.size, mapped.mtimeNanoseconds, mapped.ctimeNanoseconds)
     guard now == before else {
-      throw ProvenanceError.fileStatus(
-        path: file.path, reason: "the file changed while it was being hashed; run again once nothing writes to it")
+      throw ProvenanceError.changedWhileHashing(path: file.path)
     }
     let tensors = scan.tensorSHA256 ?? [:]
     try index.store(

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import SafeTensors
 
 /// The SQLite index of runs, artifacts, tensors, metrics and file hashes
 /// (`.mixlab/index.sqlite`).
@@ -140,7 +141,10 @@ public struct IndexDB: Sendable {
   /// - Throws: `ProvenanceError.database`.
   public func record(_ run: RunRecord, commitID: String, tensorShapes: [String: (dtype: String, shape: [Int])]) throws {
     let rows = RunRows(run, commitID: commitID, shapes: tensorShapes)
-    try write("recording run \(run.runID)") { db in try rows.insert(db) }
+    try write("recording run \(run.runID)") { db in
+      try rows.insert(db)
+      FaultInjection.reach(.sqlite)  // test hook: rows inserted, transaction not committed
+    }
   }
 
   /// Replaces the index (not the hash cache) with the runs recorded on the `runs` branch.

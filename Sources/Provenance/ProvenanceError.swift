@@ -31,6 +31,8 @@ public enum ProvenanceError: Error, LocalizedError, Equatable, Sendable {
   case database(path: String, operation: String, reason: String)
   /// A file could not be inspected for the hash cache.
   case fileStatus(path: String, reason: String)
+  /// A file was written to or replaced while it was being hashed.
+  case changedWhileHashing(path: String)
 
   public var errorDescription: String? {
     switch self {
@@ -69,6 +71,9 @@ public enum ProvenanceError: Error, LocalizedError, Equatable, Sendable {
         + "provenance repository if it is damaged."
     case .fileStatus(let path, let reason):
       return "\(path): cannot read file status: \(reason)."
+    case .changedWhileHashing(let path):
+      return
+        "\(path) changed (was written to or replaced) while it was being hashed, so its hash describes no version of it; nothing was recorded. Run again once nothing writes to it."
     }
   }
 }

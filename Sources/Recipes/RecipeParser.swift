@@ -24,6 +24,8 @@ public enum RecipeParser {
     "unet", "clip_l", "clip_g", "clip_h", "vae", "ema", "scheduler", "lora", "other", "embed", "layers", "norm", "lm_head",
   ]
   static let maxBytes = 1 << 20
+  /// The largest magnitude of a number in a recipe.
+  static let maxMagnitude = 1e9
 
   /// Parses `text` read from `file`.
   ///
@@ -219,6 +221,10 @@ private struct Parse {
       throw RecipeError(
         file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))\(hint)")
     } catch let YamlError.parser(context, problem, mark, _) {
+      if problem.hasPrefix("Maximum nesting level") {  // libyaml's limit, named after its C setter
+        throw RecipeError(
+          file: file, line: mark.line, column: mark.column, message: "nesting deeper than the YAML parser's limit of levels")
+      }
       throw RecipeError(
         file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)\(contextNote(context))")
     } catch let YamlError.composer(context, problem, mark, _) {
@@ -252,6 +258,16 @@ private struct Parse {
       )
     }
     let recipeName = try top["name"].map { try string($0, "name") } ?? name
+    // The name becomes a file name under artifacts/<experiment>/, so it must not be able to
+    // climb out of it (`../x`), hide (`.x`) or clash with mixlab's temporary names.
+    if let n = top.entry("name") {
+      try validName(n.value, recipeName, "recipe name")
+    } else if !Parse.isValidName(recipeName) {
+      throw err(
+        root,
+        "the recipe name `\(recipeName)` comes from the file name and must be 1–64 ASCII letters, digits, `_` or `-`; rename the file or set `name:`"
+      )
+    }
     let description = try top["description"].map { try string($0, "description") }
     guard let inputsNode = top["inputs"] else { throw err(root, "missing `inputs`") }
     let inputs = try parseInputs(inputsNode)
@@ -402,6 +418,11 @@ private struct Parse {
     else {
       throw err(node, "\(what) must be a finite number")
     }
+    // Weights, fractions, tolerances and iteration counts: anything larger is a typo that
+    // would only overflow into Inf/NaN weights.
+    guard abs(v) <= RecipeParser.maxMagnitude else {
+      throw err(node, "\(what) is \(s.string), beyond the ±1e9 a recipe number may hold")
+    }
     return v
   }
 
@@ -452,11 +473,13 @@ private struct Parse {
   }
 
   func validName(_ node: Node, _ s: String, _ what: String) throws {
-    let ok =
-      !s.isEmpty && s.count <= 64
+    guard Parse.isValidName(s) else { throw err(node, "\(what) `\(s)` must be 1–64 ASCII letters, digits, `_` or `-`") }
+  }
+
+  static func isValidName(_ s: String) -> Bool {
+    !s.isEmpty && s.count <= 64
       && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
       && s.unicodeScalars.allSatisfy { $0.isASCII }
-    guard ok else { throw err(node, "\(what) `\(s)` must be 1–64 ASCII letters, digits, `_` or `-`") }
   }
 
   // MARK: Sections

@@ -29,7 +29,8 @@ public final class MappedFile: @unchecked Sendable {
   /// - Throws: `SafeTensorsError.cannotOpen` with the system's reason.
   public init(path: String) throws(SafeTensorsError) {
     self.path = path
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    // O_NONBLOCK: a FIFO given as a model path must be refused below, not block forever.
+    let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
     guard fd >= 0 else { throw .cannotOpen(path: path, reason: String(cString: strerror(errno))) }
     defer { close(fd) }
     var st = stat()

@@ -22,6 +22,7 @@ public enum SafeTensorsError: Error, LocalizedError, Equatable, Sendable {
   case missingTensor(path: String, tensor: String)
   case writeFailed(path: String, reason: String)
   case writerMisuse(path: String, reason: String)
+  case abandoned(path: String, reason: String)
 
   public var errorDescription: String? {
     switch self {
@@ -63,6 +64,8 @@ public enum SafeTensorsError: Error, LocalizedError, Equatable, Sendable {
       return "\(path): no tensor named \"\(tensor)\"."
     case .writeFailed(let path, let reason):
       return "\(path): write failed: \(reason). Nothing was left in place."
+    case .abandoned(let path, let reason):
+      return "\(path) was not written: \(reason)"
     case .writerMisuse(let path, let reason):
       return "\(path): internal writer error: \(reason)."
     }

@@ -167,6 +167,7 @@ public enum Scanner {
       }
       windowStart = windowEnd
     }
+    FaultInjection.reach(.hashing)  // test hook: digests in flight
     fileQueue.sync {}
     dataQueue.sync {}
     tensorQueue.sync {}

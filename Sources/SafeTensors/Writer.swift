@@ -180,7 +180,12 @@ public final class SafeTensorsWriter: @unchecked Sendable {
       }
       let t = tensors[cursorTensor]
       let n = min(remaining, t.byteCount - cursorInTensor)
-      appendRaw(UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)]))
+      let chunk = UnsafeRawBufferPointer(rebasing: bytes[at..<(at + n)])
+      if FaultInjection.active {
+        appendReachingMiddle(chunk, at: 8 + headerLength + t.begin + cursorInTensor)
+      } else {
+        appendRaw(chunk)
+      }
       at += n
       remaining -= n
       cursorInTensor += n
@@ -190,6 +195,19 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         skipEmptyTensors()
       }
     }
+  }
+
+  /// Test hook (docs/reliability.md): reaches `.midTensor` when the file's middle byte falls
+  /// inside `chunk`, with the first half written to the temporary file, so a kill there
+  /// leaves a partial file on disk.
+  private func appendReachingMiddle(_ chunk: UnsafeRawBufferPointer, at position: Int) {
+    let split = totalSize / 2 - position
+    guard split > 0, split < chunk.count else { return appendRaw(chunk) }
+    appendRaw(UnsafeRawBufferPointer(rebasing: chunk[0..<split]))
+    flushBuffer()
+    sink.drain()
+    FaultInjection.reach(.midTensor)
+    appendRaw(UnsafeRawBufferPointer(rebasing: chunk[split...]))
   }
 
   private func skipEmptyTensors() {
@@ -221,11 +239,14 @@ public final class SafeTensorsWriter: @unchecked Sendable {
   /// Flushes, verifies that every tensor was supplied, fsyncs, renames into place and
   /// fsyncs the folder.
   ///
+  /// - Parameter check: called once the temporary file is complete and fsynced, just before
+  ///   the rename; a returned reason abandons the file (e.g. an input changed while it was
+  ///   read, so the bytes describe no version of it).
   /// - Returns: sizes and hashes of the file as written.
-  /// - Throws: `SafeTensorsError.writeFailed` (the temporary file is removed) or
-  ///   `.writerMisuse` when tensors are missing.
+  /// - Throws: `SafeTensorsError.writeFailed` (the temporary file is removed),
+  ///   `.abandoned` when `check` refused the file, or `.writerMisuse` when tensors are missing.
   @discardableResult
-  public func finish() throws(SafeTensorsError) -> WriteResult {
+  public func finish(check: (() -> String?)? = nil) throws(SafeTensorsError) -> WriteResult {
     guard cursorTensor == tensors.count else {
       throw .writerMisuse(path: path, reason: "finished before tensor \"\(tensors[cursorTensor].name)\" was complete")
     }
@@ -236,6 +257,8 @@ public final class SafeTensorsWriter: @unchecked Sendable {
     if fdatasync(fd) != 0 { throw .writeFailed(path: path, reason: "fsync: \(String(cString: strerror(errno)))") }
     close(fd)
     fd = -1
+    if let reason = check?() { throw .abandoned(path: path, reason: reason) }  // deinit removes the file
+    FaultInjection.reach(.beforeRename)  // test hook: complete and fsynced, not renamed
     if rename(tempPath, path) != 0 {
       throw .writeFailed(path: path, reason: "rename into place: \(String(cString: strerror(errno)))")
     }
@@ -358,7 +381,11 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         && Int(bitPattern: chunk.baseAddress) % 4096 == 0
       while written < chunk.count {
         let target = direct ? directFD : fd
-        let r = pwrite(target, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+        var r = pwrite(target, chunk.baseAddress! + written, chunk.count - written, off_t(fileOffset + written))
+        if FaultInjection.simulateDiskFull {  // test hook: a full disk
+          r = -1
+          errno = ENOSPC
+        }
         if r < 0 && direct && errno != EINTR && errno != ENOSPC {
           // The file system refuses direct I/O for this write: use the page cache from now on.
           closeDirect()
@@ -368,7 +395,9 @@ public final class SafeTensorsWriter: @unchecked Sendable {
         if r >= 0 && direct && r < chunk.count - written { direct = false }
         if r < 0 {
           if errno == EINTR { continue }
-          let reason = errno == ENOSPC ? "the disk is full" : String(cString: strerror(errno))
+          let reason =
+            errno == ENOSPC
+            ? "the disk is full (free space on the file system that holds it, then run again)" : String(cString: strerror(errno))
           lock.lock()
           failure = failure ?? reason
           lock.unlock()
