@@ -64,6 +64,7 @@ public enum Report {
         for m in r.metrics { out += "| \(m.name) | \(m.scope) | \(String(format: "%.6g", m.value)) |\n" }
         out += "\n"
       }
+      out += RunComparisons.reportSection(r, workspace: ws)
     }
     return out
   }

@@ -8,6 +8,6 @@ struct MixLabCommand: ParsableCommand {
     version: MixLabVersion.string,
     subcommands: [
       InitCommand.self, RunCommand.self, LogCommand.self, ShowCommand.self, ReproduceCommand.self, IndexCommand.self,
-      SynthCommand.self, InspectCommand.self,
+      SynthCommand.self, InspectCommand.self, DiffCommand.self, DistanceCommand.self,
     ])
 }
