@@ -86,7 +86,7 @@ enum ComparePass {
   static let pieceElements = 65_536
   static let batchElements = 1 << 20
   /// Elements decoded at once per model (a multiple of 4, the SIMD width).
-  static let tile = 512
+  static let tile = 1024
 
   struct Piece {
     var item: Int
@@ -231,6 +231,8 @@ final class PieceKernel: @unchecked Sendable {
   let pairs: [(Int, Int)]
   let n: Int
   let upper: Int
+  /// Two models compared with each other: one fused loop.
+  let fusedPair: Bool
 
   init(models: [Checkpoint], items: [CompareItem], pairs: [(Int, Int)]) {
     self.models = models
@@ -238,10 +240,13 @@ final class PieceKernel: @unchecked Sendable {
     self.pairs = pairs
     n = models.count
     upper = n * (n + 1) / 2
+    fusedPair = n == 2 && pairs.count == 1 && Set([pairs[0].0, pairs[0].1]) == [0, 1]
   }
 
   struct Scratch {
     var tiles: UnsafeMutablePointer<Double>
+    /// One tile of `Float`, for formats that decode exactly to `Float` first.
+    var narrow: UnsafeMutablePointer<Float>
     var gram: UnsafeMutablePointer<SIMD4<Double>>
     var squared: UnsafeMutablePointer<SIMD4<Double>>
     var maxAbs: UnsafeMutablePointer<SIMD4<Double>>
@@ -249,12 +254,13 @@ final class PieceKernel: @unchecked Sendable {
 
   func withScratch(_ body: (Scratch) -> Void) {
     let t = ComparePass.tile
-    let raw = UnsafeMutableRawPointer.allocate(
-      byteCount: n * t * 8 + (upper + 2 * pairs.count) * 32, alignment: 64)
+    let accBytes = (upper + 2 * pairs.count) * 32
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: accBytes + n * t * 8 + t * 4, alignment: 64)
     defer { raw.deallocate() }
-    let tiles = raw.bindMemory(to: Double.self, capacity: n * t)
-    let acc = (raw + n * t * 8).bindMemory(to: SIMD4<Double>.self, capacity: upper + 2 * pairs.count)
-    body(Scratch(tiles: tiles, gram: acc, squared: acc + upper, maxAbs: acc + upper + pairs.count))
+    let acc = raw.bindMemory(to: SIMD4<Double>.self, capacity: upper + 2 * pairs.count)
+    let tiles = (raw + accBytes).bindMemory(to: Double.self, capacity: n * t)
+    let narrow = (raw + accBytes + n * t * 8).bindMemory(to: Float.self, capacity: t)
+    body(Scratch(tiles: tiles, narrow: narrow, gram: acc, squared: acc + upper, maxAbs: acc + upper + pairs.count))
   }
 
   /// Writes the piece's sums to `out`: Gram upper triangle, Σ(a−b)² per pair, max |a−b| per
@@ -284,7 +290,7 @@ final class PieceKernel: @unchecked Sendable {
       let x = s.tiles
       while done < count {
         let c = min(t, count - done)
-        decode(item, model: 0, piece, offset: done, count: c, into: x)
+        decode(item, model: 0, piece, offset: done, count: c, into: x, narrow: s.narrow)
         let padded = (c + 3) & ~3
         for e in c..<padded { x[e] = 0 }
         var a = s.gram[0]
@@ -311,24 +317,14 @@ final class PieceKernel: @unchecked Sendable {
       let padded = (c + 3) & ~3
       for m in 0..<n {
         let x = s.tiles + m * t
-        decode(item, model: m, piece, offset: done, count: c, into: x)
+        decode(item, model: m, piece, offset: done, count: c, into: x, narrow: s.narrow)
         for e in c..<padded { x[e] = 0 }
       }
-      gramTile(s, count: padded)
-      for (q, (i, j)) in pairs.enumerated() {
-        let a = s.tiles + i * t
-        let b = s.tiles + j * t
-        var sq = s.squared[q]
-        var mx = s.maxAbs[q]
-        var e = 0
-        while e < padded {
-          let d = load(a + e) - load(b + e)
-          sq += d * d
-          mx = pointwiseMax(mx, pointwiseMax(d, -d))
-          e += 4
-        }
-        s.squared[q] = sq
-        s.maxAbs[q] = mx
+      if fusedPair {
+        pairTile(s, count: padded)
+      } else {
+        gramTile(s, count: padded)
+        for (q, (i, j)) in pairs.enumerated() { differenceTile(s, i, j, slot: q, count: padded) }
       }
       done += c
     }
@@ -340,6 +336,73 @@ final class PieceKernel: @unchecked Sendable {
       out[upper + pairs.count + q] = sq.isNaN ? .nan : Swift.max(Swift.max(m[0], m[1]), Swift.max(m[2], m[3]))
     }
     out[upper + 2 * pairs.count] = 0
+  }
+
+  /// Two models and their difference (a diff): Σa², Σab, Σb², Σ(a−b)² and max |a−b| in one
+  /// loop over the tile, each input element loaded once.
+  @inline(__always)
+  func pairTile(_ s: Scratch, count padded: Int) {
+    let a = s.tiles
+    let b = s.tiles + ComparePass.tile
+    var aa = s.gram[0]
+    var ab = s.gram[1]
+    var bb = s.gram[2]
+    var sq = s.squared[0]
+    var m = s.maxAbs[0]
+    var (m0, m1, m2, m3) = (m[0], m[1], m[2], m[3])
+    var e = 0
+    while e < padded {
+      let x = load(a + e)
+      let y = load(b + e)
+      aa += x * x
+      ab += x * y
+      bb += y * y
+      let d = x - y
+      sq += d * d
+      // Lane-wise maxima as plain compares (pointwiseMax does not vectorize here); NaN is
+      // caught by the squared sum instead.
+      let d0 = abs(d[0])
+      let d1 = abs(d[1])
+      let d2 = abs(d[2])
+      let d3 = abs(d[3])
+      m0 = d0 > m0 ? d0 : m0
+      m1 = d1 > m1 ? d1 : m1
+      m2 = d2 > m2 ? d2 : m2
+      m3 = d3 > m3 ? d3 : m3
+      e += 4
+    }
+    m = SIMD4(m0, m1, m2, m3)
+    s.gram[0] = aa
+    s.gram[1] = ab
+    s.gram[2] = bb
+    s.squared[0] = sq
+    s.maxAbs[0] = m
+  }
+
+  /// Σ(a−b)² and max |a−b| of models i and j over a tile.
+  @inline(__always)
+  func differenceTile(_ s: Scratch, _ i: Int, _ j: Int, slot q: Int, count padded: Int) {
+    let a = s.tiles + i * ComparePass.tile
+    let b = s.tiles + j * ComparePass.tile
+    var sq = s.squared[q]
+    let m = s.maxAbs[q]
+    var (m0, m1, m2, m3) = (m[0], m[1], m[2], m[3])
+    var e = 0
+    while e < padded {
+      let d = load(a + e) - load(b + e)
+      sq += d * d
+      let d0 = abs(d[0])
+      let d1 = abs(d[1])
+      let d2 = abs(d[2])
+      let d3 = abs(d[3])
+      m0 = d0 > m0 ? d0 : m0
+      m1 = d1 > m1 ? d1 : m1
+      m2 = d2 > m2 ? d2 : m2
+      m3 = d3 > m3 ? d3 : m3
+      e += 4
+    }
+    s.squared[q] = sq
+    s.maxAbs[q] = SIMD4(m0, m1, m2, m3)
   }
 
   /// Adds one tile's products to the Gram accumulators: for each row i, four columns at a
@@ -376,7 +439,25 @@ final class PieceKernel: @unchecked Sendable {
         j += 4
         k += 4
       }
-      while j < n {
+      if j + 2 <= n {
+        // Two columns left (or three: two here, one below).
+        let x0 = s.tiles + j * t
+        let x1 = x0 + t
+        var a0 = s.gram[k]
+        var a1 = s.gram[k + 1]
+        var e = 0
+        while e < padded {
+          let v = load(xi + e)
+          a0 += v * load(x0 + e)
+          a1 += v * load(x1 + e)
+          e += 4
+        }
+        s.gram[k] = a0
+        s.gram[k + 1] = a1
+        j += 2
+        k += 2
+      }
+      if j < n {
         let xj = s.tiles + j * t
         var a = s.gram[k]
         var e = 0
@@ -385,8 +466,6 @@ final class PieceKernel: @unchecked Sendable {
           e += 4
         }
         s.gram[k] = a
-        j += 1
-        k += 1
       }
     }
   }
@@ -405,12 +484,22 @@ final class PieceKernel: @unchecked Sendable {
     models[m].file(of: e).withBytes(of: e.info, elements: piece.start..<(piece.start + piece.count), body)
   }
 
+  /// Decodes `count` elements into `dst`. Float formats up to 32 bits go through `Float`
+  /// (exact) and a widening loop, both of which vectorize; f64 and integers decode to
+  /// `Double` directly.
   func decode(
     _ item: CompareItem, model m: Int, _ piece: ComparePass.Piece, offset: Int, count: Int,
-    into dst: UnsafeMutablePointer<Double>
+    into dst: UnsafeMutablePointer<Double>, narrow: UnsafeMutablePointer<Float>
   ) {
     let e = item.entries[m]
     let lo = piece.start + offset
-    models[m].file(of: e).read(e.info, elements: lo..<(lo + count), into: dst)
+    let file = models[m].file(of: e)
+    switch e.info.dtype {
+    case .f16, .bf16, .f32, .f8e4m3, .f8e5m2:
+      file.read(e.info, elements: lo..<(lo + count), into: narrow)
+      for i in 0..<count { dst[i] = Double(narrow[i]) }
+    default:
+      file.read(e.info, elements: lo..<(lo + count), into: dst)
+    }
   }
 }

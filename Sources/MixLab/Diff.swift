@@ -264,9 +264,10 @@ public enum Diff {
     let mb = sb.tensorMeta()
     let keysA = Set(ma.keys)
     let keysB = Set(mb.keys)
-    let names = (sa.checkpoint?.entries.map { ($0.info.name, $0.info.shape) } ?? sb.checkpoint?.entries.map {
-      ($0.info.name, $0.info.shape)
-    } ?? ma.keys.map { ($0, ma[$0]?.shape ?? []) })
+    let names =
+      (sa.checkpoint?.entries.map { ($0.info.name, $0.info.shape) } ?? sb.checkpoint?.entries.map {
+        ($0.info.name, $0.info.shape)
+      } ?? ma.keys.map { ($0, ma[$0]?.shape ?? []) })
     var arch = Detection.architecture(of: names)
     if arch == .unknown, let other = sb.checkpoint {
       arch = Detection.architecture(of: other.entries.map { ($0.info.name, $0.info.shape) })
@@ -365,10 +366,16 @@ public enum Diff {
     report.tensorsUnknown = compared.indices.filter { differs[$0] == nil }.map { compared[$0] }
     report.tensorsEqual = compared.indices.filter { differs[$0] == false }.count
 
-    // Aggregate.
-    func metrics(_ indices: [Int]) -> DiffMetrics {
-      if indices.allSatisfy({ differs[$0] == false }) { return .identical }
+    // Aggregate. Integer tensors (position ids) count as tensors but stay out of the sums of
+    // a group that holds float tensors: their values are indices, not weights.
+    let isFloat = compared.map { k in
+      [ma[k]!.dtype, mb[k]!.dtype].allSatisfy { $0.flatMap { DType(rawValue: $0) }?.isFloat ?? true }
+    }
+    func metrics(_ all: [Int]) -> DiffMetrics {
+      if all.allSatisfy({ differs[$0] == false }) { return .identical }
       guard let sums else { return .unknown }
+      let floats = all.filter { isFloat[$0] }
+      let indices = floats.isEmpty ? all : floats
       var aa = 0.0
       var bb = 0.0
       var ab = 0.0
@@ -567,7 +574,8 @@ struct Operand {
     let recipeFolder = ((ws.root + "/" + record.recipePath) as NSString).deletingLastPathComponent
     let inputs = record.inputs.map { i -> RecipeFacts.InputFact in
       let plainPath = !i.path.hasPrefix("recipe:") && !i.path.hasPrefix("synth:")
-      let resolved = plainPath ? (i.path.hasPrefix("/") ? i.path : (recipeFolder + "/" + i.path as NSString).standardizingPath) : nil
+      let resolved =
+        plainPath ? (i.path.hasPrefix("/") ? i.path : (recipeFolder + "/" + i.path as NSString).standardizingPath) : nil
       return RecipeFacts.InputFact(name: i.name, source: i.path, resolved: resolved, sha256: i.sha256)
     }
     var op = Operand(

@@ -223,7 +223,8 @@ public enum Distance {
       outliers.append(
         DistanceOutlier(
           model: m.name, component: "weights",
-          reason: "NaN/Inf in \(m.nonfiniteTensors.count) tensor\(m.nonfiniteTensors.count == 1 ? "" : "s") (\(m.nonfiniteTensors[0])…); not placed on the map"
+          reason:
+            "NaN/Inf in \(m.nonfiniteTensors.count) tensor\(m.nonfiniteTensors.count == 1 ? "" : "s") (\(m.nonfiniteTensors[0])…); not placed on the map"
         ))
       _ = i
     }
@@ -249,12 +250,25 @@ public enum Distance {
           guard gii.isFinite, gjj.isFinite, gij.isFinite else { continue }
           l2[i][j] = i == j ? 0 : max(0, gii + gjj - 2 * gij).squareRoot()
           let den = gii.squareRoot() * gjj.squareRoot()
-          cos[i][j] = den > 0 ? min(1, max(-1, gij / den)) : (gii == 0 && gjj == 0 ? 1 : 0)
+          if i == j {
+            cos[i][j] = 1
+          } else {
+            cos[i][j] = den > 0 ? min(1, max(-1, gij / den)) : (gii == 0 && gjj == 0 ? 1 : 0)
+          }
         }
       }
       // The map and the fence use the models whose distances are all finite.
       let d = placed.map { i in placed.map { j in l2[i][j] ?? 0 } }
-      let (points, explained) = ClassicalMDS.embed(d)
+      var (points, explained) = ClassicalMDS.embed(d)
+      // Each axis of a component's map is turned to agree with the same axis of the `all`
+      // map, so panels can be read side by side (MDS fixes axes only up to sign).
+      if let reference = components.first?.map {
+        for k in 0..<2 {
+          var dot = 0.0
+          for (p, i) in placed.enumerated() { dot += points[p][k] * (reference[i]?[k] ?? 0) }
+          if dot < 0 { for p in points.indices { points[p][k] = -points[p][k] } }
+        }
+      }
       var map = [[Double]?](repeating: nil, count: n)
       for (k, i) in placed.enumerated() { map[i] = points[k] }
       let fence = Outliers.byMedoid(d)
@@ -283,7 +297,7 @@ public enum Distance {
   /// map coordinates, and the outliers.
   public static func text(_ r: DistanceReport) -> String {
     var lines: [String] = []
-    let width = min(14, max(6, r.models.map(\.name.count).max() ?? 6))
+    let width = min(14, max(9, r.models.map(\.name.count).max() ?? 9))
     func cell(_ s: String) -> String { s.count > width ? String(s.prefix(width - 1)) + "…" : s.leftPad(width) }
     lines.append("\(r.models.count) models (\(r.architecture)), \(r.tensorsCompared) tensors compared")
     for (i, m) in r.models.enumerated() {

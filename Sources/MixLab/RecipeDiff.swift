@@ -206,8 +206,9 @@ enum RecipeDiffer {
     // The same bytes under another name are worth a line: a rename, not a new model.
     for x in a where byB[x.name] == nil {
       guard let hx = x.sha256?.lowercased(), hx.count >= 10 else { continue }
-      if let y = b.first(where: { byA[$0.name] == nil && ($0.sha256?.lowercased()).map { $0.hasPrefix(hx) || hx.hasPrefix($0) } == true })
-      {
+      if let y = b.first(where: {
+        byA[$0.name] == nil && ($0.sha256?.lowercased()).map { $0.hasPrefix(hx) || hx.hasPrefix($0) } == true
+      }) {
         out.append(
           RecipeDiff.Change(
             path: "inputs.\(x.name).name", a: quoted(x.name), b: quoted(y.name),

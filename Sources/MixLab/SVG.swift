@@ -240,7 +240,7 @@ enum DiffSVG {
       for c in 0..<3 { if let v = value(b, c), v.isFinite { maxima[c] = max(maxima[c], v) } }
     }
     let width = left + labelW + cellW * 3 + 110 + 20
-    let height = top + Double(rows.count) * rowH + 96
+    let height = top + Double(rows.count) * rowH + 92
     var doc = SVGDocument(width: width, height: height)
     doc.text("mixlab diff — per-block difference", x: left, y: 26, size: 16, bold: true)
     doc.text("A: \(r.a.label)", x: left, y: 46, size: 12)
@@ -295,13 +295,12 @@ enum DiffSVG {
         x: left + Double(i) * rampW / Double(steps), y: y, width: rampW / Double(steps) + 0.5, height: 12,
         fill: ColorScale.color(Double(i) / Double(steps - 1)))
     }
-    doc.text("0", x: left, y: y + 26, size: 10)
-    doc.text("column max", x: left + rampW, y: y + 26, size: 10, anchor: .end)
+    doc.text("0", x: left, y: y + 24, size: 10)
+    doc.text("column max", x: left + rampW, y: y + 24, size: 10, anchor: .end)
     doc.text(
-      "each column is coloured from 0 to its own maximum; grey: not computed", x: left + rampW + 16, y: y + 10, size: 10,
-      fill: "#555555")
+      "each column is coloured from 0 to its own maximum; grey: not computed", x: left, y: y + 42, size: 10, fill: "#555555")
     doc.text(
-      "rel L2 = ‖a − b‖ / ‖a‖ per block; 1 − cosine; largest absolute element difference", x: left + rampW + 16, y: y + 24,
+      "rel L2 = ‖a − b‖ / ‖a‖ over the block; 1 − cosine; max |a − b| = largest element difference", x: left, y: y + 56,
       size: 10, fill: "#555555")
     return doc
   }
@@ -345,6 +344,8 @@ enum DistanceSVG {
       doc.text(text, x: x + 18, y: y + 10, size: 11)
       x += 30 + SVGDocument.textWidth(text, size: 11)
     }
+    doc.circle(cx: x + 6, cy: y + 6, r: 9, fill: "none", stroke: "#aaaaaa", title: "medoid")
+    doc.text("medoid (smallest summed distance)", x: x + 20, y: y + 10, size: 11)
     y += 28
     for m in r.models where !m.nonfiniteTensors.isEmpty {
       doc.text(
@@ -407,7 +408,7 @@ enum DistanceSVG {
       doc.line(x1: bx, y1: by, x2: bx + bar * s, y2: by, stroke: "#444444", width: 2)
       doc.line(x1: bx, y1: by - 4, x2: bx, y2: by + 4, stroke: "#444444")
       doc.line(x1: bx + bar * s, y1: by - 4, x2: bx + bar * s, y2: by + 4, stroke: "#444444")
-      doc.text("L2 \(NumberText.short(bar))", x: bx + bar * s + 6, y: by + 4, size: 10, fill: "#444444")
+      doc.text("\(NumberText.short(bar)) (L2)", x: bx + bar * s + 6, y: by + 4, size: 10, fill: "#444444")
     } else {
       doc.text("all placed models coincide (distance 0)", x: x0 + 14, y: y0 + panelH - 12, size: 10, fill: "#444444")
     }
