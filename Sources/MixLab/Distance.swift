@@ -278,7 +278,7 @@ public enum Distance {
           DistanceOutlier(
             model: models[i].name, component: name,
             reason:
-              "distance to the medoid \(models[placed[fence.medoid]].name) is \(NumberText.short(d[fence.medoid][placed.firstIndex(of: i)!])) > Q3 + 1.5·IQR = \(NumberText.short(fence.fence))"
+              "distance to the medoid \(models[placed[fence.medoid]].name) is \(NumberText.short(d[fence.medoid][placed.firstIndex(of: i)!])) > \(NumberText.short(fence.fence)) (Q3 + 1.5·IQR, at least 1.5 × median)"
           ))
       }
       components.append(

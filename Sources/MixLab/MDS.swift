@@ -105,8 +105,10 @@ enum ClassicalMDS {
 
 /// Outliers by distance to the medoid: the model whose summed distance to all others is
 /// smallest is the medoid; a model is an outlier when its distance to the medoid exceeds
-/// Q3 + 1.5·IQR of all models' distances to it (Tukey's fence; quartiles by linear
-/// interpolation). Needs at least 4 models.
+/// Q3 + 1.5·IQR of the other models' distances to it (Tukey's fence; quartiles by linear
+/// interpolation) and also 1.5 × their median. The second condition keeps models that are
+/// all about equally far (a mix at the centre of its parents gives a near-zero IQR) from
+/// being flagged over rounding-size differences. Needs at least 4 models.
 enum Outliers {
   static func byMedoid(_ d: [[Double]]) -> (medoid: Int, flagged: [Int], fence: Double?) {
     let n = d.count
@@ -122,12 +124,11 @@ enum Outliers {
     }
     guard n >= 4 else { return (medoid, [], nil) }
     let toMedoid = (0..<n).map { d[medoid][$0] }
-    let sorted = toMedoid.sorted()
+    let sorted = (0..<n).filter { $0 != medoid }.map { toMedoid[$0] }.sorted()
     let q1 = quantile(sorted, 0.25)
     let q3 = quantile(sorted, 0.75)
-    let fence = q3 + 1.5 * (q3 - q1)
-    let largest = sorted.last ?? 0
-    let flagged = (0..<n).filter { toMedoid[$0] > fence && toMedoid[$0] > 1e-9 * largest }
+    let fence = max(q3 + 1.5 * (q3 - q1), 1.5 * quantile(sorted, 0.5))
+    let flagged = (0..<n).filter { $0 != medoid && toMedoid[$0] > fence }
     return (medoid, flagged, fence)
   }
 

@@ -183,7 +183,6 @@ enum RunComparisons {
       diff.components = c.components
       diff.overall = c.overall
       diff.tensorsCompared = c.overall?.tensors
-      diff.tensorsDiffering = []
       diff.numeric = true
       let svg = DiffSVG.render(diff)
       try? Data(svg.render().utf8).write(to: URL(fileURLWithPath: dir + "/\(name).diff.svg"), options: .atomic)

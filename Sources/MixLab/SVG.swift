@@ -245,7 +245,7 @@ enum DiffSVG {
     doc.text("mixlab diff — per-block difference", x: left, y: 26, size: 16, bold: true)
     doc.text("A: \(r.a.label)", x: left, y: 46, size: 12)
     doc.text("B: \(r.b.label)", x: left, y: 62, size: 12)
-    let differing = r.tensorsDiffering?.count ?? 0
+    let differing = r.tensorsDiffering?.count ?? r.overall?.differing ?? 0
     var summary = "\(r.tensorsCompared ?? 0) tensors compared, \(differing) differ"
     if let a = r.onlyInA, !a.isEmpty { summary += ", \(a.count) only in A" }
     if let b = r.onlyInB, !b.isEmpty { summary += ", \(b.count) only in B" }
@@ -336,7 +336,7 @@ enum DistanceSVG {
     var x = 24.0
     let kinds: [(String, String)] = [
       ("output", "mix (run output)"), ("reference", "reference input"), ("input", "input"), ("file", "model"),
-      ("outlier", "outlier (distance to medoid > Q3 + 1.5·IQR)"),
+      ("outlier", "outlier (far from the medoid: beyond Q3 + 1.5·IQR)"),
     ]
     let present = Set(r.models.map { $0.role ?? "file" })
     for (kind, text) in kinds where present.contains(kind) || kind == "outlier" {
@@ -411,6 +411,14 @@ enum DistanceSVG {
       doc.text("\(NumberText.short(bar)) (L2)", x: bx + bar * s + 6, y: by + 4, size: 10, fill: "#444444")
     } else {
       doc.text("all placed models coincide (distance 0)", x: x0 + 14, y: y0 + panelH - 12, size: 10, fill: "#444444")
+    }
+    // A run's output is joined to each of its inputs: where the mix sits among its parents.
+    if let out = placed.first(where: { models[$0].role == "output" }) {
+      let (ox, oy) = px(out)
+      for i in placed where models[i].role == "input" || models[i].role == "reference" {
+        let (x, y) = px(i)
+        doc.line(x1: ox, y1: oy, x2: x, y2: y, stroke: "#c6dbef", width: 1.5)
+      }
     }
     if let m = comp.medoid, comp.map[m] != nil {
       let (mx, my) = px(m)
