@@ -182,11 +182,12 @@ enum ComparePass {
   }
 
   private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
+  private static let faultAround = 64 << 10
 
   /// Starts reading ahead, or drops the resident pages of, the byte ranges of `pieces` in each
   /// model; adjacent ranges are coalesced so a batch costs a few system calls. Released
-  /// ranges are widened to whole pages: a neighbour's page read again later comes back from
-  /// the page cache, and nothing stays resident behind the pass.
+  /// ranges are widened (whole pages, plus the fault-around window): a neighbour's page used
+  /// again later comes back from the page cache, and nothing stays resident behind the pass.
   static func advise(_ pieces: ArraySlice<Piece>, items: [CompareItem], models: [Checkpoint], release: Bool) {
     for m in models.indices {
       var current: (shard: Int, range: Range<Int>)?
@@ -194,8 +195,11 @@ enum ComparePass {
         guard let c = current else { return }
         let file = models[m].shards[c.shard].file
         if release {
-          let lo = c.range.lowerBound / pageSize * pageSize
-          let hi = (c.range.upperBound + pageSize - 1) / pageSize * pageSize
+          // Widened by the kernel's fault-around window (64 KiB): a fault at the start of
+          // this range maps the aligned window around it, including the tail of the range
+          // released before, which would otherwise stay resident.
+          let lo = max(0, c.range.lowerBound - faultAround) / pageSize * pageSize
+          let hi = (c.range.upperBound + faultAround + pageSize - 1) / pageSize * pageSize
           file.release(lo..<hi)
         } else {
           file.willNeed(c.range)
