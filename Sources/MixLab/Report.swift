@@ -89,6 +89,7 @@ public enum Report {
       for e in r.evaluations where e.status != "ok" {
         out += "Evaluator `\(e.name)` \(e.status)\(e.message.map { ": \($0)" } ?? "").\n\n"
       }
+      out += RunComparisons.reportSection(r, workspace: ws)
     }
     let sweeps = try SweepReport.run(experiment: exp, workspace: ws, metric: nil, minimize: nil)
     if !sweeps.isEmpty {

@@ -235,6 +235,7 @@ public final class Runner: @unchecked Sendable {
     try index.record(record, commitID: commit, tensorShapes: shapes)
     timings.recordSeconds = Date().timeIntervalSince(recordStart)
     timings.hashedBytes = hashedBytes
+    RunComparisons.record(record, inputs: inputs, artifact: artifact, workspace: workspace, options: options)
     return RunResult(
       experiment: exp.name, recipe: recipe.name, artifact: workspace.relative(artifact), outputSHA256: outcome.sha256,
       autov2: Digest.autoV2(outcome.sha256), runID: record.runID, commit: commit, reused: false, seconds: wall,

@@ -8,7 +8,7 @@ struct MixLabCommand: ParsableCommand {
     version: MixLabVersion.string,
     subcommands: [
       InitCommand.self, RunCommand.self, LogCommand.self, ShowCommand.self, ReproduceCommand.self, IndexCommand.self,
-      MetricsCommand.self, SweepCommand.self, SynthCommand.self, InspectCommand.self, PublishCommand.self,
-      VerifyCommand.self, ImportCommand.self,
+      MetricsCommand.self, SweepCommand.self, SynthCommand.self, InspectCommand.self, DiffCommand.self,
+      DistanceCommand.self, PublishCommand.self, VerifyCommand.self, ImportCommand.self,
     ])
 }
