@@ -261,11 +261,11 @@ private struct Parse {
     // The name becomes a file name under artifacts/<experiment>/, so it must not be able to
     // climb out of it (`../x`), hide (`.x`) or clash with mixlab's temporary names.
     if let n = top.entry("name") {
-      try validName(n.value, recipeName, "recipe name")
-    } else if !Parse.isValidName(recipeName) {
+      try validRecipeName(n.value, recipeName)
+    } else if !Parse.isValidRecipeName(recipeName) {
       throw err(
         root,
-        "the recipe name `\(recipeName)` comes from the file name and must be 1–64 ASCII letters, digits, `_` or `-`; rename the file or set `name:`"
+        "the recipe name `\(recipeName)` comes from the file name and must be \(Parse.recipeNameRule); rename the file or set `name:`"
       )
     }
     let description = try top["description"].map { try string($0, "description") }
@@ -476,6 +476,25 @@ private struct Parse {
     guard Parse.isValidName(s) else { throw err(node, "\(what) `\(s)` must be 1–64 ASCII letters, digits, `_` or `-`") }
   }
 
+  /// What a recipe name may be, in words (error messages).
+  static let recipeNameRule =
+    "1–64 ASCII letters, digits, `_`, `-` or `.`, not starting with `.` and without `..` or `.mixlab-`"
+
+  func validRecipeName(_ node: Node, _ s: String) throws {
+    guard Parse.isValidRecipeName(s) else { throw err(node, "recipe name `\(s)` must be \(Parse.recipeNameRule)") }
+  }
+
+  /// A recipe name becomes `artifacts/<experiment>/<name>.safetensors`: dots are allowed
+  /// (`blend.best`, `soup.mixlab`) but it cannot hide (`.x`), climb (`..`) or take the form
+  /// of mixlab's temporary and moved-aside names (`.mixlab-tmp-`, `.mixlab-old-`).
+  static func isValidRecipeName(_ s: String) -> Bool {
+    !s.isEmpty && s.utf8.count <= 64 && !s.hasPrefix(".") && !s.contains("..") && !s.contains(".mixlab-")
+      && s.utf8.allSatisfy { b in
+        (0x30...0x39).contains(b) || (0x41...0x5A).contains(b) || (0x61...0x7A).contains(b) || b == 0x5F || b == 0x2D
+          || b == 0x2E
+      }
+  }
+
   static func isValidName(_ s: String) -> Bool {
     !s.isEmpty && s.count <= 64
       && s.unicodeScalars.allSatisfy { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
@@ -515,7 +534,7 @@ private struct Parse {
         source = .file(path: path)
       } else if let r = im["recipe"] {
         let n = try string(r, "recipe")
-        try validName(r, n, "recipe name")
+        try validRecipeName(r, n)
         source = .recipe(name: n)
       } else {
         let sm = try mapping(im["synth"]!, "synth", allowed: RecipeParser.synthKeys)

@@ -39,6 +39,8 @@ struct HostileInputTests {
     ("recipe name climbing out", "name: ../../../tmp/x\n" + valid, "recipe name `../../../tmp/x` must be"),
     ("absolute recipe name", "name: /tmp/x\n" + valid, "recipe name `/tmp/x` must be"),
     ("hidden recipe name", "name: .x\n" + valid, "recipe name `.x` must be"),
+    ("recipe name like a temporary", "name: x.mixlab-tmp-1\n" + valid, "recipe name `x.mixlab-tmp-1` must be"),
+    ("recipe name with ..", "name: x..y\n" + valid, "recipe name `x..y` must be"),
     ("input name with a path", valid.replacingOccurrences(of: "  b: /models", with: "  ../b: /models"), "input name `../b`"),
     ("two documents", valid + "---\n" + valid, "holds one YAML document"),
   ]
@@ -61,6 +63,8 @@ struct HostileInputTests {
   func nameFromFile() throws {
     #expect(throws: RecipeError.self) { _ = try RecipeParser.parse(Self.valid, file: "/w/experiments/e/my soup.yaml") }
     #expect(try RecipeParser.parse("name: my-soup\n" + Self.valid, file: "/w/experiments/e/my soup.yaml").name == "my-soup")
+    // Dots are fine inside a name (sweep and publish outputs use them).
+    #expect(try RecipeParser.parse(Self.valid, file: "/w/experiments/e/blend.best.yaml").name == "blend.best")
   }
 
   @Test("input paths may leave the workspace: relative with ../ and absolute, kept as written")
