@@ -47,7 +47,7 @@ for target in safetensors recipe; do
     esac
   done
   elapsed=$(awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%.1f", n - s }')
-  rate=$(awk -v e="$execs" -v t="$elapsed" 'BEGIN { printf "%.0f", t > 0 ? e / t : 0 }')
+  rate=$(awk -v e="$execs" -v t="$elapsed" 'BEGIN { printf "%.0f", (t > 0 ? e / t : 0) }')
   printf '%-12s %8s %12d %10s %8d %6d %7d %8d\n' "$target" "$elapsed" "$execs" "$rate" "$crashes" "$hangs" "$broken" "$outcomes"
   found=$((found + crashes + hangs + broken))
 done

@@ -27,6 +27,11 @@ public struct RunComparison: Codable, Sendable, Equatable {
 }
 
 enum RunComparisons {
+  /// The most distinct inputs the map places. Beyond it (soups of 20 to 250 models) the pass
+  /// would cost a Gram matrix of all of them per element, so the report compares the output
+  /// with its reference input only and says how to draw the whole map (`mixlab distance`).
+  static let maxModels = 16
+
   static func path(_ ws: Workspace, experiment: String, recipe: String) -> String {
     ws.artifactsDir + "/\(experiment)/\(recipe).compare.json"
   }
@@ -62,7 +67,16 @@ enum RunComparisons {
     let reference = Distance.referenceInput(record)
     var refIndex: Int?
     var bySHA: [String: Int] = [:]
-    for i in inputs {
+    var placed = inputs
+    let distinct = Set(inputs.map { $0.sha256.isEmpty ? $0.path : $0.sha256 }).count
+    var limited: String?
+    if distinct > maxModels {
+      let kept = inputs.first { $0.name == reference } ?? inputs[0]
+      placed = inputs.filter { $0.sha256 == kept.sha256 && $0.path == kept.path }
+      limited =
+        "\(distinct) distinct inputs exceed the report's \(maxModels): the map shows the output and `\(kept.name)` only; `mixlab distance --inputs \(String(record.output.sha256.prefix(12)))` places them all"
+    }
+    for i in placed {
       if let k = bySHA[i.sha256], !i.sha256.isEmpty {
         models[k].name += "=\(i.name)"
         if i.name == reference {
@@ -84,6 +98,7 @@ enum RunComparisons {
     for i in models.indices { models[i].nonfiniteTensors = sums.nonFinite[i] }
     var distance = Distance.report(sums, models: models)
     distance.notes.append("computed right after run \(record.runID)")
+    if let limited { distance.notes.append(limited) }
     var blocks: [BlockDiff] = []
     var components: [BlockDiff] = []
     var overall: BlockDiff?
@@ -161,6 +176,7 @@ enum RunComparisons {
     try? Data(map.render().utf8).write(to: URL(fileURLWithPath: dir + "/\(name).map.svg"), options: .atomic)
     out += "**Where the mix sits among its inputs** (classical MDS of pairwise L2 distances)\n\n"
     out += "![distance map of \(name) and its inputs](\(link(name)).map.svg)\n\n"
+    for note in c.distance.notes where !note.hasPrefix("computed right after run") { out += "_\(note)._\n\n" }
     if let all = c.distance.components.first {
       out += "| model | role | L2 to output | cosine to output |\n|---|---|---|---|\n"
       for (i, m) in c.distance.models.enumerated() where i > 0 {

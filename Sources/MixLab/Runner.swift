@@ -15,6 +15,9 @@ public struct RunOptions: Sendable {
   public var quiet = false
   /// Run the declared evaluators on outputs that are reused too (and record their results).
   public var evaluate = false
+  /// Compare each new output with its inputs for the report (distance map, per-block diff):
+  /// one streaming pass over the output and up to `RunComparisons.maxModels` inputs.
+  public var compare = true
   public init() {}
 }
 
@@ -43,6 +46,8 @@ public struct RunResult: Codable, Sendable {
     public var mergeSeconds = 0.0
     public var recordSeconds = 0.0
     public var evaluateSeconds = 0.0
+    /// The report's comparison of the output with its inputs (after the run is recorded).
+    public var compareSeconds = 0.0
     public var hashedBytes = 0
     enum CodingKeys: String, CodingKey {
       case hashSeconds = "hash_seconds"
@@ -50,6 +55,7 @@ public struct RunResult: Codable, Sendable {
       case mergeSeconds = "merge_seconds"
       case recordSeconds = "record_seconds"
       case evaluateSeconds = "evaluate_seconds"
+      case compareSeconds = "compare_seconds"
       case hashedBytes = "hashed_bytes"
     }
   }
@@ -235,7 +241,11 @@ public final class Runner: @unchecked Sendable {
     try index.record(record, commitID: commit, tensorShapes: shapes)
     timings.recordSeconds = Date().timeIntervalSince(recordStart)
     timings.hashedBytes = hashedBytes
-    RunComparisons.record(record, inputs: inputs, artifact: artifact, workspace: workspace, options: options)
+    if options.compare {
+      let compareStart = Date()
+      RunComparisons.record(record, inputs: inputs, artifact: artifact, workspace: workspace, options: options)
+      timings.compareSeconds = Date().timeIntervalSince(compareStart)
+    }
     return RunResult(
       experiment: exp.name, recipe: recipe.name, artifact: workspace.relative(artifact), outputSHA256: outcome.sha256,
       autov2: Digest.autoV2(outcome.sha256), runID: record.runID, commit: commit, reused: false, seconds: wall,

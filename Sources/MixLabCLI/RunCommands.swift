@@ -45,10 +45,15 @@ struct RunCommand: ParsableCommand {
   @Flag(help: "Recompute even when an up-to-date output exists.") var force = false
   @Flag(help: "Re-hash inputs instead of trusting the hash cache.") var verify = false
   @Flag(help: "Run the declared evaluators on reused outputs too.") var evaluate = false
+  @Flag(
+    help:
+      "Skip comparing each new output with its inputs for the report (distance map, per-block diff): saves one streaming pass over output and inputs."
+  ) var noCompare = false
   @Flag(help: "Print JSON: {\"runs\": [...]}.") var json = false
 
   func run() throws {
     var o = RunOptions()
+    o.compare = !noCompare
     merge.apply(to: &o)
     o.dryRun = dryRun
     o.force = force

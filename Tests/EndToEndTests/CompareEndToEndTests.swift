@@ -99,4 +99,40 @@ struct CompareEndToEndTests {
     let unknownRun = try RunE2E.mixlab("diff", "deadbeef", a, in: ws.root)
     #expect(unknownRun.status != 0 && unknownRun.stderr.contains("no recorded run matches"))
   }
+
+  @Test("a soup of more inputs than the map places: the report compares with the reference only; --no-compare skips it")
+  func manyInputs() throws {
+    let ws = try RunE2E.Space()
+    let synth = try RunE2E.mixlab(
+      "synth", "--arch", "sd1", "--count", "18", "--seed", "9", "--scale", "0.01", "--out", "models", in: ws.root)
+    try #require(synth.status == 0, "\(synth.stderr)")
+    let dir = ws.root + "/experiments/many"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let names = (1...17).map { String(format: "m%02d", $0) }
+    let inputs = names.enumerated().map { "  \($1): ../../models/sd1-\(String(format: "%02d", $0 + 1)).safetensors" }
+    for recipe in ["soup", "quick"] {
+      try """
+      mixlab: 1
+      inputs:
+      \(inputs.joined(separator: "\n"))
+      steps:
+        mix: {method: average, models: [\(names.joined(separator: ", "))]}
+      output: {from: mix, dtype: \(recipe == "quick" ? "f32" : "f16")}
+
+      """.write(toFile: dir + "/\(recipe).yaml", atomically: true, encoding: .utf8)
+    }
+    let run = try RunE2E.mixlab("run", "--json", "experiments/many/soup.yaml", in: ws.root)
+    try #require(run.status == 0, "\(run.stderr)")
+    let report = try String(contentsOfFile: ws.root + "/artifacts/many/REPORT.md", encoding: .utf8)
+    #expect(report.contains("17 distinct inputs exceed the report's 16"), "\(report)")
+    #expect(report.contains("(soup.map.svg)") && report.contains("(soup.diff.svg)"))
+    let stored = try String(contentsOfFile: ws.root + "/artifacts/many/soup.compare.json", encoding: .utf8)
+    #expect(stored.components(separatedBy: "\"role\"").count - 1 == 2, "output and reference only")
+    let timings = try #require((try run.json()["runs"] as? [[String: Any]])?.first?["timings"] as? [String: Any])
+    #expect(timings["compare_seconds"] is Double)
+
+    let quick = try RunE2E.mixlab("run", "--no-compare", "experiments/many/quick.yaml", in: ws.root)
+    try #require(quick.status == 0, "\(quick.stderr)")
+    #expect(!FileManager.default.fileExists(atPath: ws.root + "/artifacts/many/quick.compare.json"))
+  }
 }
