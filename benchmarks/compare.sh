@@ -29,7 +29,9 @@ bench() {
   "$@" >/dev/null 2>&1
   local rows=()
   for _ in 1 2 3; do
-    rows+=("$({ /usr/bin/time -f "%e %U %S %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)")
+    # -o: the figures go to a file (the command's own stderr, progress lines, is discarded).
+    /usr/bin/time -o "$OUT/time" -f "%e %U %S %M" "$@" >/dev/null 2>/dev/null || true
+    rows+=("$(tail -1 "$OUT/time")")
   done
   printf "%s\n" "${rows[@]}" | sort -n | awk -v label="$label" '
     { wall[NR] = $1; cpu[NR] = $2 + $3; rss = ($4 > rss ? $4 : rss) }
