@@ -31,10 +31,14 @@ cd "$WS"
 # Hash every input once (cached afterwards), so the timed runs only merge.
 "$BIN" run "$E/avg16.yaml" --dry-run >/dev/null
 for n in 4 8 16; do "$BIN" run "$E/avg$n.yaml" --json >/dev/null; done
-printf "%-8s %10s %14s %12s\n" models wall_s s_per_model peak_rss
+# wall_s/peak_rss: `run --force --no-compare` (the merge); with_report_s: a default run, which
+# also places output and inputs on the report's distance map (a pass over all of them).
+printf "%-8s %10s %14s %12s %14s %12s\n" models wall_s s_per_model peak_rss with_report_s report_rss
 for n in 4 8 16; do
   for i in $(seq 0 $((n - 1))); do cat "$(printf "%s/sd1-%02d.safetensors" "$M" "$i")" >/dev/null; done
-  out=$( { /usr/bin/time -f "%e %M" "$BIN" run "$E/avg$n.yaml" --force --json >/dev/null; } 2>&1 | tail -1)
+  out=$( { /usr/bin/time -f "%e %M" "$BIN" run "$E/avg$n.yaml" --force --no-compare --json >/dev/null; } 2>&1 | tail -1)
   t=${out% *}; k=${out#* }
-  printf "%-8s %10s %14.2f %9.2f GiB\n" "$n" "$t" "$(echo "$t / $n" | bc -l)" "$(echo "$k / 1048576" | bc -l)"
+  full=$( { /usr/bin/time -f "%e %M" "$BIN" run "$E/avg$n.yaml" --force --json >/dev/null; } 2>&1 | tail -1)
+  printf "%-8s %10s %14.2f %9.2f GiB %14s %9.2f GiB\n" "$n" "$t" "$(echo "$t / $n" | bc -l)" "$(echo "$k / 1048576" | bc -l)" \
+    "${full% *}" "$(echo "${full#* } / 1048576" | bc -l)"
 done

@@ -30,7 +30,7 @@ enum RunComparisons {
   /// The most distinct inputs the map places. Beyond it (soups of 20 to 250 models) the pass
   /// would cost a Gram matrix of all of them per element, so the report compares the output
   /// with its reference input only and says how to draw the whole map (`mixlab distance`).
-  static let maxModels = 16
+  static let maxModels = 8
 
   static func path(_ ws: Workspace, experiment: String, recipe: String) -> String {
     ws.artifactsDir + "/\(experiment)/\(recipe).compare.json"

@@ -124,7 +124,7 @@ struct CompareEndToEndTests {
     let run = try RunE2E.mixlab("run", "--json", "experiments/many/soup.yaml", in: ws.root)
     try #require(run.status == 0, "\(run.stderr)")
     let report = try String(contentsOfFile: ws.root + "/artifacts/many/REPORT.md", encoding: .utf8)
-    #expect(report.contains("17 distinct inputs exceed the report's 16"), "\(report)")
+    #expect(report.contains("17 distinct inputs exceed the report's 8"), "\(report)")
     #expect(report.contains("(soup.map.svg)") && report.contains("(soup.diff.svg)"))
     let stored = try String(contentsOfFile: ws.root + "/artifacts/many/soup.compare.json", encoding: .utf8)
     #expect(stored.components(separatedBy: "\"role\"").count - 1 == 2, "output and reference only")
