@@ -35,12 +35,29 @@ public struct MergeOutcome: Sendable {
   public var nonFinite: [NonFinite] = []
   /// Weight-space metrics computed while merging (see `SimilarityAccumulator`).
   public var metrics: [Metric] = []
+  /// Per computed tensor, the output's sums against each input it read (for the report's
+  /// comparison, so it need not read the output again).
+  public var tensorSums: [String: TensorSums] = [:]
   /// SHA-256 of the output: the file's, or for shards the combined digest.
   public var sha256: String
   public var tensorDataSHA256: String
   public var tensorSHA256: [String: String]
   public var size: Int
   public var seconds: Double
+}
+
+/// Sums of one computed output tensor against the inputs its program read, over the merge's
+/// values before the final rounding to the output dtype.
+public struct TensorSums: Sendable, Equatable {
+  /// Plan input index of each leaf (an input read twice appears twice).
+  public var inputs: [Int]
+  /// Σ out².
+  public var outSquared: Double
+  /// Per leaf: Σ out·x, Σ x², Σ (out − x)², max |out − x|.
+  public var dot: [Double]
+  public var inputSquared: [Double]
+  public var squaredDifference: [Double]
+  public var maxAbsDifference: [Double]
 }
 
 /// Time spent per phase, printed to standard error at the end of a run when the environment
@@ -67,6 +84,17 @@ final class RunContext {
   let times = PhaseTimes()
   var nonFinite: [String: (nan: Int, inf: Int)] = [:]
   var similarity = SimilarityAccumulator()
+  var tensorSums: [String: TensorSums] = [:]
+
+  /// Adds a computed tensor's sums to the metrics and keeps them per tensor.
+  func record<T>(_ r: TensorRun<T>, _ t: PlannedTensor, leaves: [Int]) {
+    similarity.add(r.similarity, leaves: leaves, component: t.component, block: t.block)
+    guard !r.similarity.isEmpty else { return }
+    tensorSums[t.spec.name] = TensorSums(
+      inputs: leaves, outSquared: r.similarity[0], dot: leaves.indices.map { r.similarity[1 + 3 * $0] },
+      inputSquared: leaves.indices.map { r.similarity[2 + 3 * $0] },
+      squaredDifference: leaves.indices.map { r.similarity[3 + 3 * $0] }, maxAbsDifference: r.maxima)
+  }
 
   /// Counts NaN/Inf in bytes just handed to the writer for tensor `name`.
   func count(_ name: String, dtype: DType, bytes: UnsafeRawBufferPointer) {
@@ -141,7 +169,8 @@ public enum Executor {
       metrics: pool.similarity.metrics(
         inputNames: plan.inputNames, reference: plan.referenceInput,
         nonFinite: pool.nonFinite.values.reduce(0) { $0 + $1.nan + $1.inf }),
-      sha256: sha, tensorDataSHA256: dataSHA, tensorSHA256: hashes, size: results.reduce(0) { $0 + $1.size },
+      tensorSums: pool.tensorSums, sha256: sha, tensorDataSHA256: dataSHA, tensorSHA256: hashes,
+      size: results.reduce(0) { $0 + $1.size },
       seconds: Date().timeIntervalSince(start))
   }
 
@@ -157,11 +186,11 @@ public enum Executor {
       case .f32:
         var r = TensorRun<Float>(program: program, info: info, inputs: inputs, options: options, pool: pool)
         try r.run(writer: writer, progress: progress)
-        pool.similarity.add(r.similarity, leaves: program.leaves.map(\.input), component: t.component, block: t.block)
+        pool.record(r, t, leaves: program.leaves.map(\.input))
       case .f64:
         var r = TensorRun<Double>(program: program, info: info, inputs: inputs, options: options, pool: pool)
         try r.run(writer: writer, progress: progress)
-        pool.similarity.add(r.similarity, leaves: program.leaves.map(\.input), component: t.component, block: t.block)
+        pool.record(r, t, leaves: program.leaves.map(\.input))
       }
     }
   }
@@ -251,6 +280,11 @@ struct TensorRun<T: ComputeScalar> {
   /// Sums for the weight-space metrics of this tensor: |out|², and per leaf ⟨out, x⟩, |x|²,
   /// |out − x|²; then kept, total, agreeing and voting entries of the last task step.
   var similarity: [Double] = []
+  /// Per leaf, max |out − x| over the tensor.
+  var maxima: [Double] = []
+  /// True when the output dtype holds fewer bits than the compute type (values are rounded
+  /// on the way to the file).
+  var roundsOutput: Bool { info.dtype.size < MemoryLayout<T>.size }
   var metricSlots: Int { 1 + 3 * program.leaves.count + 4 }
   var lastTaskStep: Int? { kernels.lastIndex { if case .task = $0 { return true } else { return false } } }
 
@@ -340,24 +374,30 @@ struct TensorRun<T: ComputeScalar> {
     let slots = metricSlots
     let metricBuffer = UnsafeMutablePointer<Double>.allocate(capacity: batch * slots)
     defer { metricBuffer.deallocate() }
+    let leafCount = program.leaves.count
+    let maxBuffer = UnsafeMutablePointer<Double>.allocate(capacity: max(1, batch * leafCount))
+    defer { maxBuffer.deallocate() }
     similarity = Array(repeating: 0, count: slots)
+    maxima = Array(repeating: 0, count: leafCount)
     var g0 = 0
     var bytesDone = 0
     while g0 < groupCount {
       let g1 = min(groupCount, g0 + batch)
       let firstElement = group(g0).elementStart
-      let shared = UncheckedSendable((self, outBuffer, metricBuffer))
+      let shared = UncheckedSendable((self, outBuffer, metricBuffer, maxBuffer))
       metricBuffer.initialize(repeating: 0, count: batch * slots)
+      maxBuffer.initialize(repeating: 0, count: max(1, batch * leafCount))
       let start = g0
       let t0 = Date()
       defer { if PhaseTimes.enabled { pool.times.seconds["final pass compute", default: 0] += Date().timeIntervalSince(t0) } }
       DispatchQueue.concurrentPerform(iterations: workers) { w in
-        let (run, out, sums) = shared.value
+        let (run, out, sums, most) = shared.value
         run.withScratch { scratch in
           var g = start + w
           while g < g1 {
             let grp = run.group(g)
             let groupSums = sums + (g - start) * slots
+            let groupMaxima = most + (g - start) * leafCount
             // Element-wise programs run in cache-sized slices of the group (same values:
             // nothing is reduced); others need the whole group at once.
             let slice = run.elementWise ? TensorRun.sliceElements : grp.count
@@ -368,8 +408,14 @@ struct TensorRun<T: ComputeScalar> {
                 rowStart: grp.rowStart,
                 rowLength: slice == grp.count ? grp.rowLength : 1)
               let result = run.evaluate(part, upTo: run.kernels.count, scratch: scratch, stats: groupSums + slots - 4)
-              T.encode(result, count: part.count, as: run.info.dtype, into: out + (part.elementStart - firstElement) * outSize)
-              run.measure(result, group: part, scratch: scratch, into: groupSums)
+              let stored = out + (part.elementStart - firstElement) * outSize
+              T.encode(result, count: part.count, as: run.info.dtype, into: stored)
+              // Metrics describe the output as stored: read the rounded values back (into the
+              // step's own buffer; a leaf's buffer is never overwritten).
+              if run.roundsOutput && result >= scratch + run.program.leaves.count * run.maxGroupElements {
+                T.decode(run.info.dtype, UnsafeRawPointer(stored), count: part.count, into: result)
+              }
+              run.measure(result, group: part, scratch: scratch, into: groupSums, maxima: groupMaxima)
               off += part.count
             }
             g += workers
@@ -379,6 +425,9 @@ struct TensorRun<T: ComputeScalar> {
       // Group sums combine in group order, so metrics do not depend on scheduling either.
       for g in g0..<g1 {
         for j in 0..<slots { similarity[j] += metricBuffer[(g - g0) * slots + j] }
+        for l in 0..<leafCount where maxBuffer[(g - g0) * leafCount + l] > maxima[l] {
+          maxima[l] = maxBuffer[(g - g0) * leafCount + l]
+        }
       }
       let last = group(g1 - 1)
       let bytes = (last.elementStart + last.count - firstElement) * outSize
@@ -489,7 +538,8 @@ struct TensorRun<T: ComputeScalar> {
 
   /// Adds |out|² and, per leaf, ⟨out, x⟩, |x|² and |out − x|² of one group (or slice) to `sums`.
   func measure(
-    _ out: UnsafeMutablePointer<T>, group grp: Group, scratch: UnsafeMutablePointer<T>, into sums: UnsafeMutablePointer<Double>
+    _ out: UnsafeMutablePointer<T>, group grp: Group, scratch: UnsafeMutablePointer<T>, into sums: UnsafeMutablePointer<Double>,
+    maxima: UnsafeMutablePointer<Double>
   ) {
     let n = grp.count
     sums[0] += Dots.squares(out, n)
@@ -499,6 +549,7 @@ struct TensorRun<T: ComputeScalar> {
       sums[1 + 3 * l] += s.dot
       sums[2 + 3 * l] += s.bb
       sums[3 + 3 * l] += s.diff
+      if s.maxAbs > maxima[l] { maxima[l] = s.maxAbs }
     }
   }
 

@@ -144,7 +144,31 @@ public enum Distance {
   ///
   /// - Parameter pairs: model pairs whose Σ(a−b)² and max |a−b| are also needed (per-block
   ///   diffs without cancellation).
-  static func sums(_ models: [Checkpoint], pairs: [(Int, Int)], threads: Int, quiet: Bool) -> Sums {
+  /// Sums of model 0 (a run's output) against models 1…n−1 for one key, already computed
+  /// while merging; indexed by model (index 0 unused).
+  struct KnownRow {
+    var outSquared: Double
+    var dot: [Double]
+    var inputSquared: [Double]
+    var squaredDifference: [Double]
+    var maxAbsDifference: [Double]
+  }
+
+  /// `sums` where the keys in `known` are not read from model 0: their output row comes from
+  /// the merge, and only the other models are streamed for them (nothing at all when there
+  /// is one other model). Every pair must involve model 0. `knownNonFinite`: keys of `known`
+  /// whose output holds NaN or Inf.
+  static func sums(
+    _ models: [Checkpoint], pairs: [(Int, Int)], threads: Int, quiet: Bool, known: [String: KnownRow],
+    knownNonFinite: Set<String>
+  ) -> Sums {
+    sums(models, pairs: pairs, threads: threads, quiet: quiet, knownRows: (known, knownNonFinite))
+  }
+
+  static func sums(
+    _ models: [Checkpoint], pairs: [(Int, Int)], threads: Int, quiet: Bool,
+    knownRows: ([String: KnownRow], Set<String>)? = nil
+  ) -> Sums {
     let first = models[0]
     var arch = Detection.architecture(of: first.entries.map { ($0.info.name, $0.info.shape) })
     if arch == .unknown {
@@ -174,26 +198,79 @@ public enum Distance {
     var componentOfBlock = [String](repeating: "", count: blocks.count)
     var tensorsPerBlock = [Int](repeating: 0, count: blocks.count)
     var keysPerBlock = [[String]](repeating: [], count: blocks.count)
-    // Items in model 0's file order, so the first model streams sequentially.
+    let known = knownRows?.0 ?? [:]
+    let rest = Array(models.dropFirst())
+    // Items in their first model's file order, so that model streams sequentially.
     var items: [CompareItem] = []
+    var others: [CompareItem] = []
+    var knownKeys: [(key: String, bucket: Int)] = []
     for (i, k) in keys.enumerated() {
       let b = blockIndex[blockOfKey[i]]!
       componentOfBlock[b] = namer.component(of: k)
       tensorsPerBlock[b] += 1
       keysPerBlock[b].append(k)
-      items.append(CompareItem(key: k, entries: models.map { $0.entry(k)! }, bucket: b, knownEqual: false))
+      if known[k] != nil {
+        knownKeys.append((k, b))
+        if rest.count >= 2 {
+          others.append(CompareItem(key: k, entries: rest.map { $0.entry(k)! }, bucket: b, knownEqual: false))
+        }
+      } else {
+        items.append(CompareItem(key: k, entries: models.map { $0.entry(k)! }, bucket: b, knownEqual: false))
+      }
     }
-    items.sort { ($0.entries[0].shard, $0.entries[0].info.begin) < ($1.entries[0].shard, $1.entries[0].info.begin) }
-    let total = items.reduce(0) { s, it in s + it.entries.reduce(0) { $0 + $1.info.byteCount } }
+    func fileOrder(_ a: CompareItem, _ b: CompareItem) -> Bool {
+      (a.entries[0].shard, a.entries[0].info.begin) < (b.entries[0].shard, b.entries[0].info.begin)
+    }
+    items.sort(by: fileOrder)
+    others.sort(by: fileOrder)
+    let total = (items + others).reduce(0) { s, it in s + it.entries.reduce(0) { $0 + $1.info.byteCount } }
     let progress = ProgressReporter(label: "distance", totalBytes: total, quiet: quiet)
-    let result = ComparePass.run(
-      models: models, items: items, bucketCount: blocks.count, pairs: pairs, threads: threads,
-      progress: { progress.update($0) })
+    let n = models.count
+    var buckets = [CompareSums](repeating: CompareSums(n: n, pairs: pairs.count), count: blocks.count)
+    var nonFinite = [[String]](repeating: [], count: n)
+    var done = 0
+    if !items.isEmpty {
+      let result = ComparePass.run(
+        models: models, items: items, bucketCount: blocks.count, pairs: pairs, threads: threads,
+        progress: { progress.update($0) })
+      buckets = result.buckets
+      done = result.bytesRead
+      for m in 0..<n { nonFinite[m] += result.nonFiniteItems[m].map { items[$0].key } }
+    }
+    if !others.isEmpty {
+      // The other models among themselves, placed at indices 1…n−1.
+      let base = done
+      let result = ComparePass.run(
+        models: rest, items: others, bucketCount: blocks.count, pairs: [], threads: threads,
+        progress: { progress.update(base + $0) })
+      for b in blocks.indices {
+        for i in 0..<(n - 1) {
+          for j in i..<(n - 1) {
+            buckets[b].gram[CompareSums.upper(i + 1, j + 1, n: n)] += result.buckets[b][i, j]
+          }
+        }
+      }
+      for m in 0..<(n - 1) { nonFinite[m + 1] += result.nonFiniteItems[m].map { others[$0].key } }
+    }
     progress.finish()
+    for (k, b) in knownKeys {
+      let row = known[k]!
+      buckets[b].gram[0] += row.outSquared
+      for m in 1..<n {
+        buckets[b].gram[CompareSums.upper(0, m, n: n)] += row.dot[m]
+        if rest.count < 2 { buckets[b].gram[CompareSums.upper(m, m, n: n)] += row.inputSquared[m] }
+      }
+      for (p, pair) in pairs.enumerated() {
+        let m = pair.0 == 0 ? pair.1 : pair.0
+        buckets[b].squaredDifference[p] += row.squaredDifference[m]
+        buckets[b].maxAbsDifference[p] = CompareSums.maxNaN(buckets[b].maxAbsDifference[p], row.maxAbsDifference[m])
+      }
+      if knownRows?.1.contains(k) == true { nonFinite[0].append(k) }
+    }
     return Sums(
-      architecture: arch, blocks: blocks, componentOfBlock: componentOfBlock, sums: result.buckets,
+      architecture: arch, blocks: blocks, componentOfBlock: componentOfBlock, sums: buckets,
       tensorsPerBlock: tensorsPerBlock, keysPerBlock: keysPerBlock,
-      nonFinite: result.nonFiniteItems.map { $0.map { items[$0].key }.sorted() }, skipped: skipped, compared: keys.count)
+      nonFinite: nonFinite.map { $0.sorted() }, skipped: skipped, compared: keys.count)
   }
 
   /// Distances, maps and outliers of `inputs` (at least two models).

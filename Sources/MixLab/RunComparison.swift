@@ -1,4 +1,5 @@
 import Foundation
+import MergeEngine
 import Provenance
 import SafeTensors
 
@@ -40,11 +41,12 @@ enum RunComparisons {
   /// become one warning line (the report then says the comparison is missing). Set
   /// `MIXLAB_NO_COMPARE=1` to skip it.
   static func record(
-    _ record: RunRecord, inputs: [OpenedInput], artifact: String, workspace ws: Workspace, options: RunOptions
+    _ record: RunRecord, inputs: [OpenedInput], artifact: String, workspace ws: Workspace, options: RunOptions,
+    merged: MergeOutcome? = nil
   ) {
     if ProcessInfo.processInfo.environment["MIXLAB_NO_COMPARE"] == "1" { return }
     do {
-      let c = try compute(record, inputs: inputs, artifact: artifact, workspace: ws, options: options)
+      let c = try compute(record, inputs: inputs, artifact: artifact, workspace: ws, options: options, merged: merged)
       let e = JSONEncoder()
       e.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
       let file = path(ws, experiment: record.experiment, recipe: record.recipeName)
@@ -56,8 +58,12 @@ enum RunComparisons {
     }
   }
 
+  /// - Parameter merged: the merge's outcome, when this process just ran it: the output sums
+  ///   it computed per tensor replace reading those tensors of the output again (the output
+  ///   was written past the page cache, so that read would come from disk).
   static func compute(
-    _ record: RunRecord, inputs: [OpenedInput], artifact: String, workspace ws: Workspace, options: RunOptions
+    _ record: RunRecord, inputs: [OpenedInput], artifact: String, workspace ws: Workspace, options: RunOptions,
+    merged: MergeOutcome? = nil
   ) throws -> RunComparison {
     let output = try Checkpoint(path: artifact)
     var checkpoints = [output]
@@ -94,7 +100,9 @@ enum RunComparisons {
           role: i.name == reference ? "reference" : "input"))
     }
     let pairs = refIndex.map { [($0, 0)] } ?? []
-    let sums = Distance.sums(checkpoints, pairs: pairs, threads: options.threads, quiet: options.quiet)
+    let (known, knownNonFinite) = knownRows(merged, inputs: inputs, models: models, placedBySHA: bySHA)
+    let sums = Distance.sums(
+      checkpoints, pairs: pairs, threads: options.threads, quiet: options.quiet, known: known, knownNonFinite: knownNonFinite)
     for i in models.indices { models[i].nonfiniteTensors = sums.nonFinite[i] }
     var distance = Distance.report(sums, models: models)
     distance.notes.append("computed right after run \(record.runID)")
@@ -149,6 +157,35 @@ enum RunComparisons {
     return RunComparison(
       formatVersion: RunComparison.formatVersion, outputSHA256: record.output.sha256, reference: reference, distance: distance,
       blocks: blocks, components: components, overall: overall)
+  }
+
+  /// The output rows the merge already computed: for each computed tensor whose program read
+  /// every placed input (under any of its names), Σ out², and per placed model Σ out·x, Σ x²,
+  /// Σ (out − x)², max |out − x|. Tensors the merge copied, or that skipped an input, are not
+  /// known and are read from the output file.
+  static func knownRows(
+    _ merged: MergeOutcome?, inputs: [OpenedInput], models: [DistanceModel], placedBySHA: [String: Int]
+  ) -> ([String: Distance.KnownRow], Set<String>) {
+    guard let merged, !merged.tensorSums.isEmpty else { return ([:], []) }
+    let n = models.count
+    let modelOfInput = inputs.map { $0.sha256.isEmpty ? nil : placedBySHA[$0.sha256] }
+    var rows: [String: Distance.KnownRow] = [:]
+    for (key, t) in merged.tensorSums {
+      var row = Distance.KnownRow(
+        outSquared: t.outSquared, dot: Array(repeating: 0, count: n), inputSquared: Array(repeating: 0, count: n),
+        squaredDifference: Array(repeating: 0, count: n), maxAbsDifference: Array(repeating: 0, count: n))
+      var covered = Set<Int>()
+      for (l, input) in t.inputs.enumerated() {
+        guard input < modelOfInput.count, let m = modelOfInput[input], !covered.contains(m) else { continue }
+        covered.insert(m)
+        row.dot[m] = t.dot[l]
+        row.inputSquared[m] = t.inputSquared[l]
+        row.squaredDifference[m] = t.squaredDifference[l]
+        row.maxAbsDifference[m] = t.maxAbsDifference[l]
+      }
+      if covered.count == n - 1 { rows[key] = row }
+    }
+    return (rows, Set(merged.nonFinite.map(\.key)))
   }
 
   /// The stored comparison of `record`'s output, when present and for these bytes.

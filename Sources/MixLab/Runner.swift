@@ -243,7 +243,8 @@ public final class Runner: @unchecked Sendable {
     timings.hashedBytes = hashedBytes
     if options.compare {
       let compareStart = Date()
-      RunComparisons.record(record, inputs: inputs, artifact: artifact, workspace: workspace, options: options)
+      RunComparisons.record(
+        record, inputs: inputs, artifact: artifact, workspace: workspace, options: options, merged: outcome)
       timings.compareSeconds = Date().timeIntervalSince(compareStart)
     }
     return RunResult(

@@ -135,4 +135,67 @@ struct CompareEndToEndTests {
     try #require(quick.status == 0, "\(quick.stderr)")
     #expect(!FileManager.default.fileExists(atPath: ws.root + "/artifacts/many/quick.compare.json"))
   }
+
+  @Test("the report's comparison, made from the merge's own sums, equals distance and diff read from the files")
+  func fusedEqualsRead() throws {
+    let ws = try RunE2E.Space()
+    let synth = try RunE2E.mixlab(
+      "synth", "--arch", "sd1", "--count", "3", "--seed", "12", "--scale", "0.02", "--out", "models", in: ws.root)
+    try #require(synth.status == 0, "\(synth.stderr)")
+    let dir = ws.root + "/experiments/f"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    // f32 output: the merge's values are the file's; the VAE is copied (read from the file).
+    try """
+    mixlab: 1
+    inputs:
+      a: ../../models/sd1-00.safetensors
+      b: ../../models/sd1-01.safetensors
+      c: ../../models/sd1-02.safetensors
+    steps:
+      mix: {method: average, models: [a, b, c], weights: [2, 1, 1]}
+    output:
+      from: mix
+      dtype: f32
+      assemble:
+        - {components: [vae], from: c}
+
+    """.write(toFile: dir + "/blend.yaml", atomically: true, encoding: .utf8)
+    let run = try RunE2E.mixlab("run", "--json", "experiments/f", in: ws.root)
+    try #require(run.status == 0, "\(run.stderr)")
+    let sha = try #require((try run.json()["runs"] as? [[String: Any]])?.first?["output_sha256"] as? String)
+    let stored = try #require(
+      try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: ws.root + "/artifacts/f/blend.compare.json")))
+        as? [String: Any])
+    func near(_ x: Double, _ y: Double, _ what: String) {
+      #expect(abs(x - y) <= 1e-5 * max(1, abs(y)), "\(what): \(x) vs \(y)")
+    }
+    // The map: every pairwise L2 per component, against a full read of the files.
+    let dist = try RunE2E.mixlab("distance", String(sha.prefix(12)), "--inputs", "--json", in: ws.root)
+    try #require(dist.status == 0, "\(dist.stderr)")
+    let read = try #require(try dist.json()["components"] as? [[String: Any]])
+    let fused = try #require((stored["distance"] as? [String: Any])?["components"] as? [[String: Any]])
+    #expect(read.count == fused.count && read.count >= 3)
+    for (r, f) in zip(read, fused) {
+      let rl = try #require(r["l2"] as? [[Double]])
+      let fl = try #require(f["l2"] as? [[Double]])
+      for i in rl.indices { for j in rl[i].indices { near(fl[i][j], rl[i][j], "\(r["component"] ?? "") l2[\(i)][\(j)]") } }
+    }
+    // The per-block diff against the reference input `a`, against `mixlab diff` of the files.
+    let diff = try RunE2E.mixlab("diff", "models/sd1-00.safetensors", "artifacts/f/blend.safetensors", "--json", in: ws.root)
+    try #require(diff.status == 0, "\(diff.stderr)")
+    let readBlocks = try #require(try diff.json()["blocks"] as? [[String: Any]])
+    let fusedBlocks = try #require(stored["blocks"] as? [[String: Any]])
+    #expect(readBlocks.count == fusedBlocks.count)
+    let byName = Dictionary(uniqueKeysWithValues: fusedBlocks.compactMap { b in (b["block"] as? String).map { ($0, b) } })
+    for r in readBlocks {
+      let name = try #require(r["block"] as? String)
+      let f = try #require(byName[name], "block \(name)")
+      let fm = (f["metrics"] as? [String: Any]) ?? f
+      for metric in ["rel_l2", "cosine", "max_abs"] {
+        let x = try #require(fm[metric] as? Double, "\(name) \(metric) in \(f)")
+        let y = try #require(r[metric] as? Double)
+        near(x, y, "\(name) \(metric)")
+      }
+    }
+  }
 }

@@ -43,13 +43,14 @@ enum Dots {
   /// lane keep the relative error near 2e-6, far below what a metric shows.
   static let metricTile = 256
 
-  /// ⟨a, b⟩, |b|² and |a − b|² in one pass, for the run metrics. Deterministic (the order of
+  /// ⟨a, b⟩, |b|², |a − b|² and max |a − b| in one pass, for the run metrics and the report's
+  /// comparison (NaN differences are left out of the maximum; the squared sum carries them). Deterministic (the order of
   /// every addition depends only on n) and vectorized: `Float` data is summed in 8-lane
   /// `Float` tiles of `metricTile` elements, each tile widened to `Double` once; `Double` data
   /// in four `Double` lanes (element i to lane i mod 4, lanes summed in a fixed order).
   @inline(__always)
   static func similarity<T: ComputeScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int) -> (
-    dot: Double, bb: Double, diff: Double
+    dot: Double, bb: Double, diff: Double, maxAbs: Double
   ) {
     if T.self == Float.self {
       return UnsafeRawPointer(a).withMemoryRebound(to: Float.self, capacity: n) { fa in
@@ -59,6 +60,7 @@ enum Dots {
     var dot = SIMD4<Double>()
     var bb = SIMD4<Double>()
     var diff = SIMD4<Double>()
+    var most = SIMD4<Double>()
     var e = 0
     while e + 4 <= n {
       let x = SIMD4<Double>(a[e].double, a[e + 1].double, a[e + 2].double, a[e + 3].double)
@@ -67,26 +69,30 @@ enum Dots {
       bb += y * y
       let d = x - y
       diff += d * d
+      let ad = d.replacing(with: -d, where: d .< 0)
+      most.replace(with: ad, where: ad .> most)
       e += 4
     }
-    var tail = (0.0, 0.0, 0.0)
+    var tail = (0.0, 0.0, 0.0, 0.0)
     while e < n {
       let x = a[e].double
       let y = b[e].double
       tail.0 += x * y
       tail.1 += y * y
       tail.2 += (x - y) * (x - y)
+      if abs(x - y) > tail.3 { tail.3 = abs(x - y) }
       e += 1
     }
-    return (lanes(dot) + tail.0, lanes(bb) + tail.1, lanes(diff) + tail.2)
+    return (lanes(dot) + tail.0, lanes(bb) + tail.1, lanes(diff) + tail.2, Swift.max(most.max(), tail.3))
   }
 
   static func similarityFloat(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> (
-    dot: Double, bb: Double, diff: Double
+    dot: Double, bb: Double, diff: Double, maxAbs: Double
   ) {
     var dot = SIMD4<Double>()
     var bb = SIMD4<Double>()
     var diff = SIMD4<Double>()
+    var most = SIMD8<Float>()
     var e = 0
     while n - e >= 8 {
       let end = e + min(metricTile, (n - e) / 8 * 8)
@@ -100,22 +106,28 @@ enum Dots {
         fbb += y * y
         let d = x - y
         fdiff += d * d
+        let ad = d.replacing(with: -d, where: d .< 0)
+        most.replace(with: ad, where: ad .> most)
         e += 8
       }
       dot += widen(fdot)
       bb += widen(fbb)
       diff += widen(fdiff)
     }
-    var tail = (0.0, 0.0, 0.0)
+    var tail = (0.0, 0.0, 0.0, 0.0)
     while e < n {
       let x = Double(a[e])
       let y = Double(b[e])
       tail.0 += x * y
       tail.1 += y * y
       tail.2 += (x - y) * (x - y)
+      // |x − y| as the lanes compute it (a Float difference), so the maximum does not depend
+      // on where the tail starts.
+      let ad = Double(abs(a[e] - b[e]))
+      if ad > tail.3 { tail.3 = ad }
       e += 1
     }
-    return (lanes(dot) + tail.0, lanes(bb) + tail.1, lanes(diff) + tail.2)
+    return (lanes(dot) + tail.0, lanes(bb) + tail.1, lanes(diff) + tail.2, Swift.max(Double(most.max()), tail.3))
   }
 
   /// |a|², as `similarity`.
