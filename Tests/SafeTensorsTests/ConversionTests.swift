@@ -125,6 +125,8 @@ struct ConversionTests {
     for (i, p) in patterns.enumerated() {
       let v = reference(p)
       if !sameValue(Double(floats[i]), v) || !sameValue(doubles[i], v) { bad += 1 }
+      // The vectorized decoder gives the scalar one's bits, NaN payloads included.
+      if dtype == .f16 && floats[i].bitPattern != FloatBits.halfToFloatBits(p) { bad += 1 }
       if v.isNaN {
         if !reference(fromFloat[i]).isNaN || !reference(fromDouble[i]).isNaN { bad += 1 }
       } else if fromFloat[i] != p || fromDouble[i] != p {
