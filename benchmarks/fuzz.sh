@@ -4,8 +4,9 @@
 #
 #   benchmarks/fuzz.sh [SECONDS per target, default 60] [SEED, default 1]
 #
-# Each target runs `mixlab-fuzz` (release build, Sources/MixLabFuzz) from the committed seed
-# corpus (Tests/Fuzz/corpus/). A session that crashes (exit 77) or hangs (78) has saved the
+# Each target runs `mixlab-fuzz` (release build, Sources/MixLabFuzz) from its seeds: the
+# reader's are built in (Sources/MixLabFuzz/SeedFiles.swift), the recipes' are the committed
+# Tests/Fuzz/corpus/recipes/. A session that crashes (exit 77) or hangs (78) has saved the
 # input under .build/fuzz-findings/ and is restarted with the next seed for the time left;
 # a broken invariant (79) is saved there too. The same SEED replays the same inputs.
 # Exit status: 0 when nothing was found.
@@ -22,7 +23,9 @@ trap 'rm -f "$stats"' EXIT
 found=0
 printf '%-12s %8s %12s %10s %8s %6s %7s %8s\n' target seconds executions exec/s crashes hangs broken outcomes
 for target in safetensors recipe; do
-  corpus=Tests/Fuzz/corpus/$([ "$target" = safetensors ] && echo safetensors || echo recipes)
+  # The reader's seeds are built into mixlab-fuzz (no model file is committed).
+  corpus=()
+  [ "$target" = recipe ] && corpus=(--corpus Tests/Fuzz/corpus/recipes)
   start=$(date +%s.%N)
   execs=0 crashes=0 hangs=0 broken=0 outcomes=0 session=0
   while :; do
@@ -30,7 +33,7 @@ for target in safetensors recipe; do
     awk -v l="$left" 'BEGIN { exit !(l > 0.5) }' || break
     session=$((session + 1))
     echo '{}' >"$stats"
-    "$bin" "$target" --seconds "$left" --seed $((seed * 1000 + session)) --corpus "$corpus" \
+    "$bin" "$target" --seconds "$left" --seed $((seed * 1000 + session)) "${corpus[@]}" \
       --findings "$findings" --stats "$stats" >/dev/null
     rc=$?
     n=$(grep -o '"executions":[0-9]*' "$stats" | cut -d: -f2)

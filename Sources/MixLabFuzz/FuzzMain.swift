@@ -9,7 +9,8 @@ import Foundation
 /// figures.
 ///
 /// ```
-/// mixlab-fuzz <safetensors|recipe> [--seconds S] [--runs N] [--seed N] [--corpus DIR]
+/// mixlab-fuzz <safetensors|recipe> [--seconds S] [--runs N] [--seed N] [--corpus DIR] (the reader's
+/// seeds are built in; `--corpus` adds files)
 ///             [--findings DIR] [--stats FILE]
 /// mixlab-fuzz replay <safetensors|recipe> FILE|DIR…
 /// ```
@@ -130,14 +131,23 @@ struct Session {
     return out
   }
 
+  /// The seeds a session starts from: the built-in ones of `target` (the reader's, made in
+  /// memory, see `SeedFiles`), then the files of `corpus` (the recipe seeds live in
+  /// Tests/Fuzz/corpus/recipes/).
+  static func seeds(_ target: FuzzTarget, corpus: [String]) -> [(name: String, bytes: [UInt8])] {
+    let builtIn = target == .safetensors ? SeedFiles.safetensors() : []
+    return builtIn
+      + corpusFiles(corpus).map {
+        (($0 as NSString).lastPathComponent, [UInt8](FileManager.default.contents(atPath: $0) ?? Data()))
+      }
+  }
+
   func run() -> Result {
     Findings.install(folder: options.findings, target: target.rawValue)
     let scratch = Session.scratchPath(target)
     defer { unlink(scratch) }
     var rng = SplitMix(options.seed)
-    var pool = Session.corpusFiles(options.corpus.map { [$0] } ?? []).map {
-      [UInt8](FileManager.default.contents(atPath: $0) ?? Data())
-    }
+    var pool = Session.seeds(target, corpus: options.corpus.map { [$0] } ?? []).map(\.bytes)
     if pool.isEmpty { pool = [Array("{}".utf8)] }
     var seen = Set<String>()
     var result = Result(target: target, seconds: 0, executions: 0, accepted: 0, broken: 0, signatures: 0, pool: 0)

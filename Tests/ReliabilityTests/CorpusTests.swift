@@ -10,22 +10,21 @@ import Testing
 struct CorpusTests {
   static let corpus = Tool.packageRoot + "/Tests/Fuzz/corpus"
 
-  static func files(_ target: FuzzTarget) -> [String] {
-    let folder = corpus + "/" + (target == .safetensors ? "safetensors" : "recipes")
-    return Session.corpusFiles([folder])
+  /// The reader's seeds are made in memory (no model file is committed); the recipes' are
+  /// files.
+  static func seeds(_ target: FuzzTarget) -> [(name: String, bytes: [UInt8])] {
+    Session.seeds(target, corpus: target == .safetensors ? [] : [corpus + "/recipes"])
   }
 
   @Test(
     "every corpus file is accepted or refused with a typed error; valid-* accepted, bad-*/hostile-* refused",
     arguments: FuzzTarget.allCases)
   func replay(_ target: FuzzTarget) throws {
-    let files = Self.files(target)
-    #expect(files.count >= 20, "the corpus is missing: \(files.count) files")
+    let seeds = Self.seeds(target)
+    #expect(seeds.count >= 20, "the corpus is missing: \(seeds.count) seeds")
     let scratch = Session.scratchPath(target) + "-replay"
     defer { unlink(scratch) }
-    for file in files {
-      let name = (file as NSString).lastPathComponent
-      let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
+    for (name, bytes) in seeds {
       #expect(bytes.count <= 16 << 10, "\(name) is larger than a seed should be")
       let outcome = target.run(bytes, scratch: scratch)
       switch outcome {
@@ -38,7 +37,7 @@ struct CorpusTests {
 
   @Test("a short deterministic mutation session breaks no invariant", arguments: FuzzTarget.allCases)
   func mutate(_ target: FuzzTarget) throws {
-    let pool = try Self.files(target).map { [UInt8](try Data(contentsOf: URL(fileURLWithPath: $0))) }
+    let pool = Self.seeds(target).map(\.bytes)
     let scratch = Session.scratchPath(target) + "-mutate"
     defer { unlink(scratch) }
     var rng = SplitMix(20_251_122)
