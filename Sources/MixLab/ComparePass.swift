@@ -181,6 +181,20 @@ enum ComparePass {
       buckets: buckets, itemBytesEqual: bytesEqual, nonFiniteItems: nonFinite.map { $0.sorted() }, bytesRead: bytesRead)
   }
 
+  /// Running maxima of |d| per lane, as plain compares (pointwiseMax does not vectorize
+  /// here); NaN is caught by the squared sum instead.
+  @inline(__always)
+  static func laneMax(_ d: SIMD4<Double>, _ m0: inout Double, _ m1: inout Double, _ m2: inout Double, _ m3: inout Double) {
+    let d0 = abs(d[0])
+    let d1 = abs(d[1])
+    let d2 = abs(d[2])
+    let d3 = abs(d[3])
+    m0 = d0 > m0 ? d0 : m0
+    m1 = d1 > m1 ? d1 : m1
+    m2 = d2 > m2 ? d2 : m2
+    m3 = d3 > m3 ? d3 : m3
+  }
+
   private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
   private static let faultAround = 64 << 10
 
@@ -363,16 +377,7 @@ final class PieceKernel: @unchecked Sendable {
       bb += y * y
       let d = x - y
       sq += d * d
-      // Lane-wise maxima as plain compares (pointwiseMax does not vectorize here); NaN is
-      // caught by the squared sum instead.
-      let d0 = abs(d[0])
-      let d1 = abs(d[1])
-      let d2 = abs(d[2])
-      let d3 = abs(d[3])
-      m0 = d0 > m0 ? d0 : m0
-      m1 = d1 > m1 ? d1 : m1
-      m2 = d2 > m2 ? d2 : m2
-      m3 = d3 > m3 ? d3 : m3
+      ComparePass.laneMax(d, &m0, &m1, &m2, &m3)
       e += 4
     }
     m = SIMD4(m0, m1, m2, m3)
@@ -395,14 +400,7 @@ final class PieceKernel: @unchecked Sendable {
     while e < padded {
       let d = load(a + e) - load(b + e)
       sq += d * d
-      let d0 = abs(d[0])
-      let d1 = abs(d[1])
-      let d2 = abs(d[2])
-      let d3 = abs(d[3])
-      m0 = d0 > m0 ? d0 : m0
-      m1 = d1 > m1 ? d1 : m1
-      m2 = d2 > m2 ? d2 : m2
-      m3 = d3 > m3 ? d3 : m3
+      ComparePass.laneMax(d, &m0, &m1, &m2, &m3)
       e += 4
     }
     s.squared[q] = sq

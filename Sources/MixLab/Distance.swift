@@ -152,22 +152,15 @@ public enum Distance {
     var inputSquared: [Double]
     var squaredDifference: [Double]
     var maxAbsDifference: [Double]
+    /// The output tensor holds NaN or Inf.
+    var outputNonFinite: Bool
   }
 
-  /// `sums` where the keys in `known` are not read from model 0: their output row comes from
-  /// the merge, and only the other models are streamed for them (nothing at all when there
-  /// is one other model). Every pair must involve model 0. `knownNonFinite`: keys of `known`
-  /// whose output holds NaN or Inf.
+  /// - Parameter known: keys not read from model 0 (a run's output): their output row comes
+  ///   from the merge, and only the other models are streamed for them (nothing at all when
+  ///   there is one other model). Every pair must then involve model 0.
   static func sums(
-    _ models: [Checkpoint], pairs: [(Int, Int)], threads: Int, quiet: Bool, known: [String: KnownRow],
-    knownNonFinite: Set<String>
-  ) -> Sums {
-    sums(models, pairs: pairs, threads: threads, quiet: quiet, knownRows: (known, knownNonFinite))
-  }
-
-  static func sums(
-    _ models: [Checkpoint], pairs: [(Int, Int)], threads: Int, quiet: Bool,
-    knownRows: ([String: KnownRow], Set<String>)? = nil
+    _ models: [Checkpoint], pairs: [(Int, Int)], threads: Int, quiet: Bool, known: [String: KnownRow] = [:]
   ) -> Sums {
     let first = models[0]
     var arch = Detection.architecture(of: first.entries.map { ($0.info.name, $0.info.shape) })
@@ -198,7 +191,6 @@ public enum Distance {
     var componentOfBlock = [String](repeating: "", count: blocks.count)
     var tensorsPerBlock = [Int](repeating: 0, count: blocks.count)
     var keysPerBlock = [[String]](repeating: [], count: blocks.count)
-    let known = knownRows?.0 ?? [:]
     let rest = Array(models.dropFirst())
     // Items in their first model's file order, so that model streams sequentially.
     var items: [CompareItem] = []
@@ -265,7 +257,7 @@ public enum Distance {
         buckets[b].squaredDifference[p] += row.squaredDifference[m]
         buckets[b].maxAbsDifference[p] = CompareSums.maxNaN(buckets[b].maxAbsDifference[p], row.maxAbsDifference[m])
       }
-      if knownRows?.1.contains(k) == true { nonFinite[0].append(k) }
+      if row.outputNonFinite { nonFinite[0].append(k) }
     }
     return Sums(
       architecture: arch, blocks: blocks, componentOfBlock: componentOfBlock, sums: buckets,

@@ -100,9 +100,9 @@ enum RunComparisons {
           role: i.name == reference ? "reference" : "input"))
     }
     let pairs = refIndex.map { [($0, 0)] } ?? []
-    let (known, knownNonFinite) = knownRows(merged, inputs: inputs, models: models, placedBySHA: bySHA)
     let sums = Distance.sums(
-      checkpoints, pairs: pairs, threads: options.threads, quiet: options.quiet, known: known, knownNonFinite: knownNonFinite)
+      checkpoints, pairs: pairs, threads: options.threads, quiet: options.quiet,
+      known: knownRows(merged, inputs: inputs, models: models.count, placedBySHA: bySHA))
     for i in models.indices { models[i].nonfiniteTensors = sums.nonFinite[i] }
     var distance = Distance.report(sums, models: models)
     distance.notes.append("computed right after run \(record.runID)")
@@ -164,16 +164,17 @@ enum RunComparisons {
   /// Σ (out − x)², max |out − x|. Tensors the merge copied, or that skipped an input, are not
   /// known and are read from the output file.
   static func knownRows(
-    _ merged: MergeOutcome?, inputs: [OpenedInput], models: [DistanceModel], placedBySHA: [String: Int]
-  ) -> ([String: Distance.KnownRow], Set<String>) {
-    guard let merged, !merged.tensorSums.isEmpty else { return ([:], []) }
-    let n = models.count
+    _ merged: MergeOutcome?, inputs: [OpenedInput], models n: Int, placedBySHA: [String: Int]
+  ) -> [String: Distance.KnownRow] {
+    guard let merged, !merged.tensorSums.isEmpty else { return [:] }
+    let nonFinite = Set(merged.nonFinite.map(\.key))
     let modelOfInput = inputs.map { $0.sha256.isEmpty ? nil : placedBySHA[$0.sha256] }
     var rows: [String: Distance.KnownRow] = [:]
     for (key, t) in merged.tensorSums {
       var row = Distance.KnownRow(
         outSquared: t.outSquared, dot: Array(repeating: 0, count: n), inputSquared: Array(repeating: 0, count: n),
-        squaredDifference: Array(repeating: 0, count: n), maxAbsDifference: Array(repeating: 0, count: n))
+        squaredDifference: Array(repeating: 0, count: n), maxAbsDifference: Array(repeating: 0, count: n),
+        outputNonFinite: nonFinite.contains(key))
       var covered = Set<Int>()
       for (l, input) in t.inputs.enumerated() {
         guard input < modelOfInput.count, let m = modelOfInput[input], !covered.contains(m) else { continue }
@@ -185,7 +186,7 @@ enum RunComparisons {
       }
       if covered.count == n - 1 { rows[key] = row }
     }
-    return (rows, Set(merged.nonFinite.map(\.key)))
+    return rows
   }
 
   /// The stored comparison of `record`'s output, when present and for these bytes.

@@ -8,9 +8,7 @@ struct CompareEndToEndTests {
   @Test("diff of files and runs (--json contract, --svg, --exit-code), distance with --inputs, errors")
   func compare() throws {
     let ws = try RunE2E.Space()
-    let synth = try RunE2E.mixlab(
-      "synth", "--arch", "sd1", "--count", "3", "--seed", "4", "--scale", "0.02", "--out", "models", in: ws.root)
-    try #require(synth.status == 0, "\(synth.stderr)")
+    try ws.synthSD1(count: 3, seed: 4, scale: "0.02")
     let a = "models/sd1-00.safetensors"
     let b = "models/sd1-01.safetensors"
 
@@ -37,24 +35,24 @@ struct CompareEndToEndTests {
     #expect(same.status == 0 && same.stdout.contains("1131 compared, 0 differ"), "\(same.stdout)\(same.stderr)")
 
     // Runs: a soup of the two models; its diff against model a by run hash.
-    let dir = ws.root + "/experiments/e"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     for (name, w) in [("soup", "[1, 1]"), ("tilt", "[3, 1]")] {
-      try """
-      mixlab: 1
-      inputs:
-        a: ../../\(a)
-        b: ../../\(b)
-      steps:
-        mix:
-          method: average
-          models: [a, b]
-          weights: \(w)
-      output:
-        from: mix
-        dtype: f16
+      try ws.recipe(
+        "e", name,
+        """
+        mixlab: 1
+        inputs:
+          a: ../../\(a)
+          b: ../../\(b)
+        steps:
+          mix:
+            method: average
+            models: [a, b]
+            weights: \(w)
+        output:
+          from: mix
+          dtype: f16
 
-      """.write(toFile: dir + "/\(name).yaml", atomically: true, encoding: .utf8)
+        """)
     }
     let run = try RunE2E.mixlab("run", "--json", "experiments/e", in: ws.root)
     try #require(run.status == 0, "\(run.stderr)")
@@ -103,23 +101,21 @@ struct CompareEndToEndTests {
   @Test("a soup of more inputs than the map places: the report compares with the reference only; --no-compare skips it")
   func manyInputs() throws {
     let ws = try RunE2E.Space()
-    let synth = try RunE2E.mixlab(
-      "synth", "--arch", "sd1", "--count", "18", "--seed", "9", "--scale", "0.01", "--out", "models", in: ws.root)
-    try #require(synth.status == 0, "\(synth.stderr)")
-    let dir = ws.root + "/experiments/many"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try ws.synthSD1(count: 18, seed: 9, scale: "0.01")
     let names = (1...17).map { String(format: "m%02d", $0) }
     let inputs = names.enumerated().map { "  \($1): ../../models/sd1-\(String(format: "%02d", $0 + 1)).safetensors" }
     for recipe in ["soup", "quick"] {
-      try """
-      mixlab: 1
-      inputs:
-      \(inputs.joined(separator: "\n"))
-      steps:
-        mix: {method: average, models: [\(names.joined(separator: ", "))]}
-      output: {from: mix, dtype: \(recipe == "quick" ? "f32" : "f16")}
+      try ws.recipe(
+        "many", recipe,
+        """
+        mixlab: 1
+        inputs:
+        \(inputs.joined(separator: "\n"))
+        steps:
+          mix: {method: average, models: [\(names.joined(separator: ", "))]}
+        output: {from: mix, dtype: \(recipe == "quick" ? "f32" : "f16")}
 
-      """.write(toFile: dir + "/\(recipe).yaml", atomically: true, encoding: .utf8)
+        """)
     }
     let run = try RunE2E.mixlab("run", "--json", "experiments/many/soup.yaml", in: ws.root)
     try #require(run.status == 0, "\(run.stderr)")
@@ -139,27 +135,25 @@ struct CompareEndToEndTests {
   @Test("the report's comparison, made from the merge's own sums, equals distance and diff read from the files")
   func fusedEqualsRead() throws {
     let ws = try RunE2E.Space()
-    let synth = try RunE2E.mixlab(
-      "synth", "--arch", "sd1", "--count", "3", "--seed", "12", "--scale", "0.02", "--out", "models", in: ws.root)
-    try #require(synth.status == 0, "\(synth.stderr)")
-    let dir = ws.root + "/experiments/f"
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try ws.synthSD1(count: 3, seed: 12, scale: "0.02")
     // f32 output: the merge's values are the file's; the VAE is copied (read from the file).
-    try """
-    mixlab: 1
-    inputs:
-      a: ../../models/sd1-00.safetensors
-      b: ../../models/sd1-01.safetensors
-      c: ../../models/sd1-02.safetensors
-    steps:
-      mix: {method: average, models: [a, b, c], weights: [2, 1, 1]}
-    output:
-      from: mix
-      dtype: f32
-      assemble:
-        - {components: [vae], from: c}
+    try ws.recipe(
+      "f", "blend",
+      """
+      mixlab: 1
+      inputs:
+        a: ../../models/sd1-00.safetensors
+        b: ../../models/sd1-01.safetensors
+        c: ../../models/sd1-02.safetensors
+      steps:
+        mix: {method: average, models: [a, b, c], weights: [2, 1, 1]}
+      output:
+        from: mix
+        dtype: f32
+        assemble:
+          - {components: [vae], from: c}
 
-    """.write(toFile: dir + "/blend.yaml", atomically: true, encoding: .utf8)
+      """)
     let run = try RunE2E.mixlab("run", "--json", "experiments/f", in: ws.root)
     try #require(run.status == 0, "\(run.stderr)")
     let sha = try #require((try run.json()["runs"] as? [[String: Any]])?.first?["output_sha256"] as? String)

@@ -101,6 +101,20 @@ enum RunE2E {
       }
     }
 
+    /// `mixlab synth --arch sd1` of `count` models into `models/` (sd1-00 … ).
+    func synthSD1(count: Int, seed: Int, scale: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+      let r = try RunE2E.mixlab(
+        "synth", "--arch", "sd1", "--count", "\(count)", "--seed", "\(seed)", "--scale", scale, "--out", "models", in: root)
+      try #require(r.status == 0, "\(r.stderr)", sourceLocation: sourceLocation)
+    }
+
+    /// Writes `experiments/<experiment>/<name>.yaml`, creating the folder.
+    func recipe(_ experiment: String, _ name: String, _ text: String) throws {
+      let dir = root + "/experiments/\(experiment)"
+      try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+      try text.write(toFile: dir + "/\(name).yaml", atomically: true, encoding: .utf8)
+    }
+
     func sha256(_ relative: String) throws -> String {
       Digest.sha256(try Data(contentsOf: URL(fileURLWithPath: root + "/" + relative)))
     }

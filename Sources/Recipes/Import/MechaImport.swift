@@ -408,30 +408,26 @@ enum MechaImport {
         }
       }
       switch m {
-      case "weighted_sum":
+      case "weighted_sum", "slerp":
+        // Two models interpolated by `alpha` (sd-mecha's default 0.5).
         try checkKwargs(kwargs, allowed: ["alpha", "dtype"], method: m, at: v)
-        guard args.count == 2 else { throw fail(v, "weighted_sum takes 2 models, got \(args.count)") }
-        let a = try input(args[0])
-        let b = try input(args[1])
+        guard args.count == 2 else { throw fail(v, "\(m) takes 2 models, got \(args.count)") }
+        let models = [try input(args[0]), try input(args[1])]
         let alpha = try hyper(kwargs["alpha"], "alpha", default: 0.5, at: v)
-        notes.append("weighted_sum → weighted_sum: (1 − α)·A + α·B")
-        return step(
-          index,
-          {
-            $0.models = [a, b]; $0.params = [("alpha", alpha)]
-          }, name: "weighted_sum", method: .weightedSum)
-      case "slerp":
-        try checkKwargs(kwargs, allowed: ["alpha", "dtype"], method: m, at: v)
-        guard args.count == 2 else { throw fail(v, "slerp takes 2 models, got \(args.count)") }
-        let a = try input(args[0])
-        let b = try input(args[1])
-        let alpha = try hyper(kwargs["alpha"], "alpha", default: 0.5, at: v)
+        if m == "weighted_sum" {
+          notes.append("weighted_sum → weighted_sum: (1 − α)·A + α·B")
+          return step(
+            index,
+            {
+              $0.models = models; $0.params = [("alpha", alpha)]
+            }, name: m, method: .weightedSum)
+        }
         notes.append("slerp → slerp with norms: interpolate (sd-mecha interpolates the norms linearly)")
         return step(
           index,
           {
-            $0.models = [a, b]; $0.params = [("t", alpha)]; $0.options = [("norms", "interpolate")]
-          }, name: "slerp",
+            $0.models = models; $0.params = [("t", alpha)]; $0.options = [("norms", "interpolate")]
+          }, name: m,
           method: .slerp)
       case "n_average":
         try checkKwargs(kwargs, allowed: ["dtype"], method: m, at: v)
