@@ -13,7 +13,9 @@ enum Card {
     var lines: [String] = ["---"]
     // Front matter.
     lines.append("base_model:")
-    for i in r.inputs {
+    // Only the models the merge read; an evaluator's reference input is not a parent.
+    let parents = recipe.mergeInputs
+    for i in r.inputs where parents.contains(i.name) {
       let id = recipe.output.metadata["base_model.\(i.name)"] ?? i.name
       lines.append("- \(quote(id))")
     }

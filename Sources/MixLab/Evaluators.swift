@@ -45,7 +45,8 @@ public enum Evaluators {
         metrics.append(MetricRecord(name: k, scope: "evaluator:\(spec.name)", value: v))
       }
       if !quiet {
-        let status = record.status == "ok" ? "\(values.count) metrics" : "\(record.status): \(record.message ?? "")"
+        let status =
+          record.status == "ok" ? "\(values.count) metrics" : record.status + (record.message.map { ": \($0)" } ?? "")
         FileHandle.standardError.write(Data("evaluator \(spec.name): \(status) (\(Format.seconds(record.seconds)))\n".utf8))
       }
     }
@@ -125,8 +126,14 @@ public enum Evaluators {
     }
     group.wait()
     let stderrTail = String(decoding: box.stderr.suffix(2000), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-    guard process.terminationStatus == 0 else {
-      return (record("failed", process.terminationStatus, stderrTail.isEmpty ? nil : stderrTail), [:])
+    guard process.terminationReason == .exit && process.terminationStatus == 0 else {
+      return (
+        record(
+          "failed", process.terminationStatus,
+          failureMessage(
+            reason: process.terminationReason, status: process.terminationStatus, stderrTail: stderrTail,
+            command: argv[0])), [:]
+      )
     }
     // The whole output, or else its last non-empty line (scripts may log before it), is the
     // JSON object.
@@ -142,6 +149,21 @@ public enum Evaluators {
     }
     guard !values.isEmpty else { return (record("invalid_output", 0, "the JSON object holds no finite numbers"), [:]) }
     return (record("ok", 0, nil), values)
+  }
+
+  /// What a failed evaluator's record and the run's output say: the exit status or the
+  /// signal, then the end of its standard error (or a note that it wrote none).
+  public static func failureMessage(reason: Process.TerminationReason, status: Int32, stderrTail: String, command: String) -> String {
+    var m: String
+    if reason == .uncaughtSignal {
+      m = "killed by signal \(status)"
+    } else {
+      m = "exit status \(status)"
+      if status == 127 { m += " (command not found: \(command))" }
+      if status == 126 { m += " (\(command) is not executable)" }
+    }
+    m += stderrTail.isEmpty ? "; it wrote nothing to standard error" : "; standard error: \(stderrTail)"
+    return m
   }
 
   /// Written by the reader threads, read after `group.wait()`.

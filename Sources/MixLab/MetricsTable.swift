@@ -1,5 +1,6 @@
 import Foundation
 import Provenance
+import Recipes
 
 /// `mixlab metrics`: runs × metrics of an experiment (the latest run of each recipe), with
 /// the best run per metric.
@@ -22,12 +23,22 @@ public enum MetricsTable {
     public var rows: [Row]
     /// Metric → recipe of the best run (by the metric's direction).
     public var best: [String: String]
+    /// Columns for which lower is better (declared by an evaluator's `minimize`, given with
+    /// `--minimize`, or a distance, loss or error by its name).
+    public var lowerIsBetter: [String] = []
+    /// Why some directions are not known from declarations (a recipe that does not parse).
+    public var notes: [String] = []
+    enum CodingKeys: String, CodingKey {
+      case columns, rows, best, notes
+      case lowerIsBetter = "lower_is_better"
+    }
   }
 
   /// Weight-space metrics shown by default (overall scope).
   public static let defaultWeightMetrics = ["rel_l2", "cosine", "norm_ratio", "kept_fraction", "sign_agreement", "nonfinite"]
 
-  /// Lower is better for distances, errors and losses; higher for everything else.
+  /// Lower is better for distances, errors and losses; higher for everything else. Used only
+  /// when no evaluator declares the metric's direction.
   public static func lowerIsBetter(_ name: String) -> Bool {
     let n = name.lowercased()
     return n.hasPrefix("rel_l2") || n.hasPrefix("loss") || n.hasPrefix("error") || n.hasPrefix("distance")
@@ -43,9 +54,117 @@ public enum MetricsTable {
     return nil
   }
 
+  /// The experiment a user named: a name known to the index or under `experiments/`, or a
+  /// path to an experiment folder (as `mixlab run` takes).
+  ///
+  /// - Throws: when it names nothing known, listing the experiments there are.
+  public static func resolveExperiment(_ given: String, workspace ws: Workspace) throws -> String {
+    let known = try knownExperiments(workspace: ws)
+    if known.contains(given) { return given }
+    var isDir: ObjCBool = false
+    let abs = Workspace.absolute(given)
+    if FileManager.default.fileExists(atPath: abs, isDirectory: &isDir) {
+      let folder = isDir.boolValue ? abs : (abs as NSString).deletingLastPathComponent
+      let name = (folder as NSString).lastPathComponent
+      if known.contains(name) || (folder as NSString).deletingLastPathComponent == ws.experimentsDir { return name }
+    }
+    let list = known.sorted()
+    throw MixLabError.message(
+      "no experiment `\(given)` in the workspace \(ws.root)"
+        + (list.isEmpty
+          ? "; it has no experiments yet (create experiments/<name>/ with recipes and run it)"
+          : " (experiments: \(list.joined(separator: ", ")))\(suggestion(given, among: list))")
+        + "; give an experiment's name or its folder")
+  }
+
+  /// Experiment names with recorded runs or a folder under `experiments/`.
+  static func knownExperiments(workspace ws: Workspace) throws -> Set<String> {
+    var names = Set(try ws.index().runs().map(\.experiment))
+    let folders = (try? FileManager.default.contentsOfDirectory(atPath: ws.experimentsDir)) ?? []
+    for f in folders {
+      var isDir: ObjCBool = false
+      if FileManager.default.fileExists(atPath: ws.experimentsDir + "/" + f, isDirectory: &isDir), isDir.boolValue {
+        names.insert(f)
+      }
+    }
+    return names
+  }
+
+  static func suggestion(_ name: String, among names: [String]) -> String {
+    let close = names.filter { editDistance($0.lowercased(), name.lowercased()) <= max(1, name.count / 3) }
+    return close.isEmpty ? "" : "; did you mean `\(close[0])`?"
+  }
+
+  static func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a)
+    let b = Array(b)
+    if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+    var row = Array(0...b.count)
+    for i in 1...a.count {
+      var prev = row[0]
+      row[0] = i
+      for j in 1...b.count {
+        let cur = row[j]
+        row[j] = min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1))
+        prev = cur
+      }
+    }
+    return row[b.count]
+  }
+
+  /// Directions declared by the evaluators of the experiments' folders (`minimize:` /
+  /// `maximize:` of `evaluators.yaml` and of each recipe's `evaluate:`): metric → lower is
+  /// better. Files that do not parse are named in `notes`.
+  static func declaredDirections(workspace ws: Workspace, experiments: [String]) -> (
+    directions: [String: Bool], notes: [String]
+  ) {
+    var directions: [String: Bool] = [:]
+    var notes: [String] = []
+    for exp in experiments.sorted() {
+      let folder = ws.experimentsDir + "/" + exp
+      guard let items = try? FileManager.default.contentsOfDirectory(atPath: folder) else { continue }
+      for item in items.sorted() where item.hasSuffix(".yaml") || item.hasSuffix(".yml") {
+        let path = folder + "/" + item
+        do {
+          let specs: [EvaluatorSpec]
+          if item == "evaluators.yaml" || item == "evaluators.yml" {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            specs = try RecipeParser.parseEvaluators(text, file: path)
+          } else {
+            let text = try String(contentsOfFile: path, encoding: .utf8)
+            let name = (item as NSString).deletingPathExtension
+            let recipes = try Sweep.expand(text, file: path, name: name) ?? [RecipeParser.parse(text, file: path, name: name)]
+            specs = recipes.first?.evaluators ?? []
+          }
+          for spec in specs {
+            for m in spec.minimize { directions[m] = true }
+            for m in spec.maximize { directions[m] = false }
+          }
+        } catch {
+          notes.append("\(ws.relative(path)) does not parse, so the metric directions it may declare are not known")
+        }
+      }
+    }
+    return (directions, notes)
+  }
+
+  /// Builds the table.
+  ///
+  /// - Parameters:
+  ///   - experiment: an experiment name or folder; nil for every experiment.
+  ///   - metrics: the columns; each must be a recorded metric.
+  ///   - sort: the metric to sort by (best first); it must be recorded.
+  ///   - minimize: the `--sort` metric's direction when given (true: lower is better).
+  /// - Throws: for an unknown experiment or metric, naming what is known.
   public static func build(
-    workspace ws: Workspace, experiment: String?, metrics wanted: [String]? = nil, sort: String? = nil, allRuns: Bool = false
+    workspace ws: Workspace, experiment given: String?, metrics wanted: [String]? = nil, sort: String? = nil,
+    allRuns: Bool = false, minimize: Bool? = nil
   ) throws -> Table {
+    let experiment = try given.map { try resolveExperiment($0, workspace: ws) }
+    if minimize != nil && sort == nil {
+      throw MixLabError.message(
+        "--minimize / --no-minimize set the direction of the --sort metric; give the metric with --sort NAME")
+    }
     let index = try ws.index()
     let runs = try index.runs(experiment: experiment)
     var latest: [String: RunRow] = [:]
@@ -59,10 +178,22 @@ public enum MetricsTable {
     }
     var byRun: [String: [String: Double]] = [:]
     var evaluatorNames: Set<String> = []
+    var recorded: Set<String> = []
+    let shown = Set(latest.values.map(\.runID))
     for m in try index.metrics(experiment: experiment) {
-      guard latest.values.contains(where: { $0.runID == m.runID }), let v = m.value, let c = column(m) else { continue }
+      guard let c = column(m) else { continue }
+      recorded.insert(c)
+      guard shown.contains(m.runID), let v = m.value else { continue }
       if m.scope.hasPrefix("evaluator:") { evaluatorNames.insert(c) }
       byRun[m.runID, default: [:]][c] = v
+    }
+    for name in (wanted ?? []) + (sort.map { [$0] } ?? []) where !recorded.contains(name) {
+      let list = recorded.sorted()
+      throw MixLabError.message(
+        "no metric `\(name)` is recorded\(experiment.map { " for experiment `\($0)`" } ?? "")"
+          + (list.isEmpty
+            ? " (no run has metrics yet; run the experiment first)"
+            : " (metrics: \(list.joined(separator: ", ")))\(suggestion(name, among: list))"))
     }
     var rows = order.map { key -> Row in
       let r = latest[key]!
@@ -70,13 +201,20 @@ public enum MetricsTable {
         experiment: r.experiment, recipe: r.recipeName, runID: r.runID, outputSHA256: r.outputSHA256,
         metrics: byRun[r.runID] ?? [:])
     }
-    let columns =
+    let (declared, notes) = declaredDirections(
+      workspace: ws, experiments: experiment.map { [$0] } ?? Array(Set(runs.map(\.experiment))))
+    func lower(_ c: String) -> Bool {
+      if c == sort, let minimize { return minimize }
+      return declared[c] ?? lowerIsBetter(c)
+    }
+    var columns =
       wanted ?? (evaluatorNames.sorted() + defaultWeightMetrics.filter { c in rows.contains { $0.metrics[c] != nil } })
+    if let sort, !columns.contains(sort) { columns.insert(sort, at: 0) }
     if let sort {
-      let lower = lowerIsBetter(sort)
+      let lowerFirst = lower(sort)
       rows.sort { a, b in
         switch (a.metrics[sort], b.metrics[sort]) {
-        case (let x?, let y?): return lower ? x < y : x > y
+        case (let x?, let y?): return lowerFirst ? x < y : x > y
         case (.some, nil): return true
         default: return false
         }
@@ -86,15 +224,15 @@ public enum MetricsTable {
     }
     var best: [String: String] = [:]
     for c in columns {
-      let lower = lowerIsBetter(c)
+      let l = lower(c)
       let candidates = rows.compactMap { r in r.metrics[c].map { (r.recipe, $0) } }
-      if let b = candidates.min(by: { lower ? $0.1 < $1.1 : $0.1 > $1.1 }) { best[c] = b.0 }
+      if let b = candidates.min(by: { l ? $0.1 < $1.1 : $0.1 > $1.1 }) { best[c] = b.0 }
     }
-    return Table(columns: columns, rows: rows, best: best)
+    return Table(columns: columns, rows: rows, best: best, lowerIsBetter: columns.filter(lower), notes: notes)
   }
 
   public static func text(_ t: Table) -> String {
-    guard !t.rows.isEmpty else { return "no runs with metrics yet (run an experiment first)" }
+    guard !t.rows.isEmpty else { return "no recorded runs yet (run the experiment first: mixlab run experiments/<name>)" }
     let nameWidth = max(8, t.rows.map { $0.recipe.count }.max() ?? 0)
     var header = "recipe".padding(toLength: nameWidth, withPad: " ", startingAt: 0)
     for c in t.columns { header += "  " + c.leftPad(max(10, c.count)) }
@@ -108,7 +246,11 @@ public enum MetricsTable {
       }
       lines.append(line)
     }
-    lines.append("* best per column (lower is better for rel_l2, loss, error, distance, nonfinite; higher otherwise)")
+    let lower = t.columns.filter { t.lowerIsBetter.contains($0) }
+    lines.append(
+      "* best per column; lower is better for "
+        + (lower.isEmpty ? "none of these" : lower.joined(separator: ", ")) + ", higher for the others")
+    for n in t.notes { lines.append("note: \(n)") }
     return lines.joined(separator: "\n")
   }
 }

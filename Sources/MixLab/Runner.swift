@@ -139,6 +139,9 @@ public final class Runner: @unchecked Sendable {
 
   func runRecipe(_ recipe: Recipe, in exp: Experiment) throws -> RunResult {
     let started = Date()
+    if !options.quiet {
+      for w in recipe.warnings { FileHandle.standardError.write(Data("warning: \(w)\n".utf8)) }
+    }
     let lock = try FileLock(path: workspace.locksDir + "/\(exp.name)--\(recipe.name).lock")
     defer { withExtendedLifetime(lock) {} }
     let index = try workspace.index()

@@ -39,6 +39,19 @@ public enum SweepReport {
     let index = try ws.index()
     let runs = try index.runs(experiment: exp.name)
     let metrics = try index.metrics(experiment: exp.name)
+    if let metric {
+      let recorded = Set(
+        metrics.filter { m in m.scope == "overall" || m.scope.hasPrefix("evaluator:") }.map(\.name))
+      guard recorded.contains(metric) else {
+        let list = recorded.sorted()
+        throw MixLabError.message(
+          "no metric `\(metric)` is recorded for experiment `\(exp.name)`"
+            + (list.isEmpty
+              ? " (no run of it has metrics yet; run it first: mixlab run \(ws.relative(exp.folder)))"
+              : " (metrics: \(list.joined(separator: ", ")))\(MetricsTable.suggestion(metric, among: list))"))
+      }
+    }
+    let declared = MetricsTable.declaredDirections(workspace: ws, experiments: [exp.name]).directions
     let dir = ws.artifactsDir + "/\(exp.name)/sweeps"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     var results: [Result] = []
@@ -56,7 +69,7 @@ public enum SweepReport {
           && points.contains { p in runs.contains { $0.runID == m.runID && $0.recipeName == p.name } }
       }?.name
       let chosen = metric ?? evaluatorMetric ?? "cosine"
-      let lower = minimize ?? MetricsTable.lowerIsBetter(chosen)
+      let lower = minimize ?? declared[chosen] ?? MetricsTable.lowerIsBetter(chosen)
       var reportPoints: [Point] = []
       for p in points {
         var v: [String: Double] = [:]

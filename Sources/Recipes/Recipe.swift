@@ -167,6 +167,61 @@ public struct Recipe: Sendable {
     return inputs[0].name
   }
 
+  /// Names of the inputs the merge reads: those reachable from `output.from`, the output's
+  /// reference and its assemble rules through the steps. An input only an evaluator names
+  /// (a scoring reference) is not among them, so it is never presented as a parent of the mix.
+  public var mergeInputs: Set<String> { Recipe.reachable(inputs: inputs, steps: steps, output: output).inputs }
+
+  /// Warnings about the recipe, each `file:line: message`: inputs and steps that nothing
+  /// reads. An unused input is still resolved and hashed (it is part of what the recipe
+  /// declares) but it is not a parent of the mix: the card and `mergeInputs` leave it out. An
+  /// input that only an evaluator names (`{input:NAME}`, a scoring reference) is not warned about.
+  public var warnings: [String] {
+    let used = Recipe.reachable(inputs: inputs, steps: steps, output: output)
+    let evaluated = Set(
+      evaluators.flatMap { $0.command.flatMap(RecipeParser.placeholders(in:)) }.filter { $0.hasPrefix("input:") }
+        .map { String($0.dropFirst(6)) })
+    var out: [String] = []
+    for input in inputs where !used.inputs.contains(input.name) && !evaluated.contains(input.name) {
+      out.append(
+        "\(file):\(input.line): input `\(input.name)` is never used (no step, `output.from`, `output.reference`, assemble rule or evaluator reads it); it is not a parent of the mix — remove it or use it"
+      )
+    }
+    for step in steps where !used.steps.contains(step.name) {
+      out.append(
+        "\(file):\(step.line): step `\(step.name)` is never used: `output.from` does not lead to it, so it does not change the output — remove it, or check `output.from`"
+      )
+    }
+    return out
+  }
+
+  /// Inputs and steps reachable from the output (see `mergeInputs`).
+  static func reachable(inputs: [RecipeInput], steps: [RecipeStep], output: RecipeOutput) -> (
+    inputs: Set<String>, steps: Set<String>
+  ) {
+    let inputNames = Set(inputs.map(\.name))
+    var roots = [output.from]
+    if let r = output.reference { roots.append(r) }
+    for rule in output.assemble {
+      switch rule.source {
+      case .from(let n), .ema(let n): roots.append(n)
+      case .drop: break
+      }
+    }
+    var usedInputs = Set<String>()
+    var usedSteps = Set<String>()
+    var stack = roots
+    while let name = stack.popLast() {
+      if inputNames.contains(name) {
+        usedInputs.insert(name)
+      } else if let s = steps.first(where: { $0.name == name }), usedSteps.insert(name).inserted {
+        stack.append(contentsOf: s.models)
+        if let b = s.base { stack.append(b) }
+      }
+    }
+    return (usedInputs, usedSteps)
+  }
+
   /// Names of other recipes this one reads.
   public var dependencies: [String] {
     inputs.compactMap { if case .recipe(let n) = $0.source { return n } else { return nil } }
@@ -182,12 +237,18 @@ public struct EvaluatorSpec: Sendable, Equatable {
   public var command: [String]
   public var timeout: Double
   public var line: Int
+  /// Metrics of this evaluator for which lower is better (a distance, an FID, a loss).
+  public var minimize: [String]
+  /// Metrics of this evaluator for which higher is better, whatever their name suggests.
+  public var maximize: [String]
 
-  public init(name: String, command: [String], timeout: Double, line: Int) {
+  public init(name: String, command: [String], timeout: Double, line: Int, minimize: [String] = [], maximize: [String] = []) {
     self.name = name
     self.command = command
     self.timeout = timeout
     self.line = line
+    self.minimize = minimize
+    self.maximize = maximize
   }
 }
 

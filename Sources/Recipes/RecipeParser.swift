@@ -8,7 +8,7 @@ import Yams
 /// values, missing or cyclic references.
 public enum RecipeParser {
   static let topKeys = ["mixlab", "name", "description", "inputs", "steps", "output", "evaluate"]
-  static let evaluatorKeys = ["name", "command", "timeout"]
+  static let evaluatorKeys = ["name", "command", "timeout", "minimize", "maximize"]
   static let inputKeys = ["path", "sha256", "recipe", "synth"]
   static let synthKeys = ["arch", "seed", "index", "scale", "dtype"]
   static let stepFixedKeys = ["method", "models", "base", "weights", "seed"]
@@ -67,6 +67,9 @@ public enum RecipeParser {
       throw RecipeError(file: file, line: 1, column: 1, message: "\(error)")
     }
   }
+
+  /// The placeholders (`artifact`, `input:NAME`, …) an evaluator argument holds.
+  static func placeholders(in arg: String) -> [String] { Parse.placeholders(in: arg) }
 
   /// Reads and parses a recipe file.
   public static func load(_ path: String) throws(RecipeError) -> Recipe {
@@ -337,7 +340,24 @@ private struct Parse {
         timeout = try number(t, "timeout")
         guard timeout > 0 && timeout <= 86_400 else { throw err(t, "timeout must be between 0 and 86400 seconds") }
       }
-      out.append(EvaluatorSpec(name: name, command: command, timeout: timeout, line: e.mark?.line ?? 1))
+      var directions: [String: [String]] = [:]
+      for key in ["minimize", "maximize"] {
+        guard let node = m[key] else { continue }
+        var names: [String] = []
+        for n in try sequence(node, key) {
+          let metric = try string(n, "metric name")
+          guard !metric.isEmpty else { throw err(n, "an empty metric name in `\(key)`") }
+          names.append(metric)
+        }
+        directions[key] = names
+      }
+      if let both = directions["minimize"]?.first(where: { (directions["maximize"] ?? []).contains($0) }) {
+        throw err(e, "evaluator `\(name)`: metric `\(both)` is listed in both `minimize` and `maximize`")
+      }
+      out.append(
+        EvaluatorSpec(
+          name: name, command: command, timeout: timeout, line: e.mark?.line ?? 1, minimize: directions["minimize"] ?? [],
+          maximize: directions["maximize"] ?? []))
     }
     return out
   }
